@@ -1,0 +1,22 @@
+//! Everything distrorun decides before it touches the kernel: the distro-name
+//! grammar, the config schema and where configs are found, the trust checks
+//! the setuid helper applies to them, and the [`Plan`] that the engine carries
+//! out. Both binaries share this crate, so that both backends decide alike.
+
+#![forbid(unsafe_code)]
+
+pub mod access;
+pub mod args;
+mod error;
+pub mod libconfig;
+pub mod load;
+pub mod name;
+pub mod paths;
+pub mod plan;
+pub mod schema;
+pub mod trust;
+
+pub use error::Error;
+pub use load::{Found, Origin};
+pub use plan::{Attrs, Command, MountSpec, Plan, Request, VolumeOrigin};
+pub use schema::{BackendChoice, Distro, Volume};

@@ -1,0 +1,204 @@
+//! Finding, reading and parsing `NAME.conf`.
+//!
+//! System configs live in `SYSCONFDIR/distrorun.d/`. Per-user configs live in
+//! `${XDG_CONFIG_HOME:-$HOME/.config}/distrorun.d/` and are read only by the
+//! unprivileged front end; the setuid helper calls [`load_trusted`], which
+//! never looks anywhere else.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+
+use crate::{libconfig, name, paths, trust, Distro, Error};
+
+/// Configs larger than this are refused: a distro config is a few lines.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Where a config came from. Only system configs may be used by the helper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    System,
+    User,
+}
+
+/// A config that was found and parsed.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub name: String,
+    pub path: PathBuf,
+    pub origin: Origin,
+    pub distro: Distro,
+}
+
+/// The per-user config directory, from the caller's `XDG_CONFIG_HOME` and
+/// `HOME`. Relative values are ignored, as the XDG spec requires.
+pub fn user_config_dir(xdg_config_home: Option<&Path>, home: Option<&Path>) -> Option<PathBuf> {
+    let base = match xdg_config_home.filter(|p| p.is_absolute()) {
+        Some(dir) => dir.to_path_buf(),
+        None => home.filter(|p| p.is_absolute())?.join(".config"),
+    };
+    Some(base.join("distrorun.d"))
+}
+
+/// Finds NAME in the system directory and, if given, the per-user one.
+pub fn find(name: &str, system_dir: &Path, user_dir: Option<&Path>) -> Result<Found, Error> {
+    name::validate(name)?;
+    let file = format!("{name}.conf");
+    let system = system_dir.join(&file);
+    let user = user_dir.map(|d| d.join(&file));
+    let system_text = read_if_present(&system)?;
+    // A per-user directory the caller cannot read (a HOME left over from
+    // another user, as `su` without `-` keeps it) holds no config of theirs.
+    let user_text = match &user {
+        Some(path) => match read_if_present(path) {
+            Err(Error::Io { errno: Errno::EACCES, .. }) => None,
+            other => other?,
+        },
+        None => None,
+    };
+    let (path, text, origin) = match (system_text, user_text, user) {
+        (Some(_), Some(_), Some(user)) => return Err(Error::Ambiguous { name: name.into(), system, user }),
+        (Some(text), _, _) => (system, text, Origin::System),
+        (None, Some(text), Some(user)) => (user, text, Origin::User),
+        (None, _, user) => {
+            let mut searched = vec![system_dir.to_path_buf()];
+            searched.extend(user.and_then(|u| u.parent().map(Path::to_path_buf)));
+            return Err(Error::NotFound { name: name.into(), searched });
+        }
+    };
+    let distro = parse(&path, &text)?;
+    Ok(Found { name: name.into(), path, origin, distro })
+}
+
+/// Loads NAME from the compiled-in system directory only, after checking
+/// that the file and every directory above it are owned by root and not
+/// writable by group or others. This is the helper's only way to a config.
+pub fn load_trusted(name: &str) -> Result<Found, Error> {
+    name::validate(name)?;
+    let path = paths::system_config_dir().join(format!("{name}.conf"));
+    let file = match trust::open_trusted_file(&path) {
+        Err(Error::Io { errno: Errno::ENOENT, .. }) => {
+            return Err(Error::NotFound { name: name.into(), searched: vec![paths::system_config_dir()] })
+        }
+        other => other?,
+    };
+    let text = read_capped(File::from(file), &path)?;
+    let distro = parse(&path, &text)?;
+    Ok(Found { name: name.into(), path, origin: Origin::System, distro })
+}
+
+/// Parses and validates config text; `path` only names the file in errors.
+pub fn parse(path: &Path, text: &str) -> Result<Distro, Error> {
+    let distro: Distro = match ron::from_str(text) {
+        Ok(d) => d,
+        Err(_) if libconfig::looks_like_libconfig(text) => {
+            return Err(Error::OldFormat { path: path.into(), ron: libconfig::to_ron(text) })
+        }
+        Err(e) => {
+            return Err(Error::Syntax {
+                path: path.into(),
+                line: e.span.start.line,
+                col: e.span.start.col,
+                msg: e.code.to_string(),
+            })
+        }
+    };
+    distro.validate().map_err(|msg| Error::Invalid { path: path.into(), msg })?;
+    Ok(distro)
+}
+
+fn read_if_present(path: &Path) -> Result<Option<String>, Error> {
+    match File::open(path) {
+        Ok(file) => read_capped(file, path).map(Some),
+        Err(e) => match Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
+            Errno::ENOENT | Errno::ENOTDIR => Ok(None),
+            errno => Err(Error::io("open", path, errno)),
+        },
+    }
+}
+
+fn read_capped(file: File, path: &Path) -> Result<String, Error> {
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("read", path, Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(Error::Invalid { path: path.into(), msg: "is larger than 1 MiB".into() });
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| Error::Invalid { path: path.into(), msg: "is not valid UTF-8".into() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("distrorun-load-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("sys")).unwrap();
+        fs::create_dir_all(dir.join("user")).unwrap();
+        dir
+    }
+
+    #[test]
+    fn missing_config_lists_the_directories_searched() {
+        let d = tempdir("missing");
+        let err = find("nope", &d.join("sys"), Some(&d.join("user"))).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("no config for distro nope"), "{msg}");
+        assert!(msg.contains(&d.join("sys").display().to_string()), "{msg}");
+        assert!(msg.contains(&d.join("user").display().to_string()), "{msg}");
+    }
+
+    #[test]
+    fn same_name_in_both_places_names_both_files() {
+        let d = tempdir("both");
+        fs::write(d.join("sys/x.conf"), "(dir: \"/srv/x\")").unwrap();
+        fs::write(d.join("user/x.conf"), "(dir: \"/srv/y\")").unwrap();
+        let msg = find("x", &d.join("sys"), Some(&d.join("user"))).unwrap_err().to_string();
+        assert!(msg.contains("sys/x.conf") && msg.contains("user/x.conf"), "{msg}");
+    }
+
+    #[test]
+    fn user_config_is_found_and_marked_as_such() {
+        let d = tempdir("user");
+        fs::write(d.join("user/x.conf"), "(dir: \"/srv/y\")").unwrap();
+        let found = find("x", &d.join("sys"), Some(&d.join("user"))).unwrap();
+        assert_eq!(found.origin, Origin::User);
+    }
+
+    #[test]
+    fn syntax_errors_carry_file_line_and_column() {
+        let err = parse(
+            Path::new("/etc/x.conf"),
+            "(\n  dir: \"/srv/x\",\n  mapped_volumes: [\"/dev\" \"/home\"],\n)",
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("/etc/x.conf:3:"), "{msg}");
+    }
+
+    #[test]
+    fn old_format_error_shows_the_ron_equivalent() {
+        let err =
+            parse(Path::new("/etc/x.conf"), "dir: \"/srv/x\"\nmapped_volumes: [\"/dev\"]\n").unwrap_err();
+        assert!(err.to_string().contains("old libconfig format"));
+        let hint = err.hint().unwrap();
+        assert!(hint.contains("dir: \"/srv/x\""), "{hint}");
+        let ron_text = hint.split_once('\n').unwrap().1;
+        assert!(parse(Path::new("x"), ron_text).is_ok(), "{ron_text}");
+    }
+
+    #[test]
+    fn xdg_config_home_wins_over_home_and_relative_values_are_ignored() {
+        let got = user_config_dir(Some(Path::new("/x/cfg")), Some(Path::new("/home/u")));
+        assert_eq!(got.unwrap(), Path::new("/x/cfg/distrorun.d"));
+        let got = user_config_dir(Some(Path::new("rel")), Some(Path::new("/home/u")));
+        assert_eq!(got.unwrap(), Path::new("/home/u/.config/distrorun.d"));
+        assert_eq!(user_config_dir(None, None), None);
+    }
+}

@@ -1,0 +1,23 @@
+//! distrorun: runs a command inside another Linux distribution's user-space
+//! files, without isolating it from the user's system.
+
+#![forbid(unsafe_code)]
+
+mod backend;
+mod cli;
+mod run;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match run::run(std::env::args_os().skip(1)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            distrorun_helper::note(format_args!("{err}"));
+            if let Some(hint) = err.hint() {
+                eprintln!("{hint}");
+            }
+            ExitCode::from(err.exit_status())
+        }
+    }
+}
