@@ -13,7 +13,7 @@ CARGO       ?= cargo
 BUILD_ENV = DISTRORUN_SYSCONFDIR=$(SYSCONFDIR) DISTRORUN_LIBEXECDIR=$(LIBEXECDIR)
 HELPER    = $(LIBEXECDIR)/distrorun/distrorun-helper
 
-.PHONY: all build install test demo bench clean
+.PHONY: all build install install-apparmor test demo bench clean
 
 all: build
 
@@ -31,6 +31,24 @@ install: build
 		echo "not root: the helper is installed without its setuid bit. As root, run:"; \
 		echo "  chown root:root $(DESTDIR)$(HELPER)"; \
 		echo "  chmod 4755 $(DESTDIR)$(HELPER)"; \
+	fi
+
+# Ubuntu 23.10 and later confine unprivileged user namespaces with AppArmor;
+# this profile lets distrorun (and only it) keep using them, so it does not
+# need to fall back to the setuid helper there.
+APPARMOR_DIR ?= /etc/apparmor.d
+install-apparmor:
+	install -d -m 0755 $(DESTDIR)$(APPARMOR_DIR)
+	printf '%s\n' \
+		'abi <abi/4.0>,' \
+		'include <tunables/global>' \
+		'' \
+		'profile distrorun $(BINDIR)/distrorun flags=(unconfined) {' \
+		'  userns,' \
+		'  include if exists <local/distrorun>' \
+		'}' > $(DESTDIR)$(APPARMOR_DIR)/distrorun
+	@if [ -z "$(DESTDIR)" ] && command -v apparmor_parser >/dev/null; then \
+		apparmor_parser -r $(APPARMOR_DIR)/distrorun; \
 	fi
 
 test:

@@ -155,12 +155,7 @@ fn find_config(name: &str) -> Result<Found, Error> {
 }
 
 fn make_plan(found: &Found, opts: &Options, command: Vec<OsString>) -> Result<Plan, Error> {
-    let cwd = match (plan::current_dir(std::env::var_os("PWD").as_deref()), &opts.directory) {
-        (Ok(cwd), _) => cwd,
-        // An absolute --directory does not need the current directory.
-        (Err(_), Some(dir)) if dir.is_absolute() => PathBuf::from("/"),
-        (Err(e), _) => return Err(e.into()),
-    };
+    let cwd = plan::base_dir(std::env::var_os("PWD").as_deref(), opts.directory.as_deref())?;
     Ok(Plan::new(Request {
         found,
         extra_volumes: &opts.extra_volume,

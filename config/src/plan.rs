@@ -213,6 +213,16 @@ pub fn current_dir(pwd: Option<&std::ffi::OsStr>) -> Result<PathBuf, Error> {
     Ok(physical)
 }
 
+/// The current directory a plan starts from. When it cannot be found (it
+/// was deleted), an absolute `--directory` still lets the run go ahead.
+pub fn base_dir(pwd: Option<&std::ffi::OsStr>, directory: Option<&Path>) -> Result<PathBuf, Error> {
+    match (current_dir(pwd), directory) {
+        (Ok(cwd), _) => Ok(cwd),
+        (Err(_), Some(dir)) if dir.is_absolute() => Ok(PathBuf::from("/")),
+        (Err(e), _) => Err(e),
+    }
+}
+
 /// Where a host path appears inside the distro: the same path, except that a
 /// path inside the distro's own tree maps to its place under the new root.
 pub fn inside_path(host: &Path, root: &Path) -> PathBuf {

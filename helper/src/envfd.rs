@@ -51,6 +51,10 @@ pub fn to_memfd(vars: &[CString]) -> Result<OwnedFd, Error> {
 /// block) of at most [`MAX_BYTES`], and hold only complete entries.
 pub fn read(fd: RawFd) -> Result<Vec<CString>, Error> {
     let fail = |e| Error::sys(format!("read the environment from descriptor {fd}"), e);
+    if (0..=2).contains(&fd) {
+        // Taking over stdin, stdout or stderr would close them for the command.
+        return Err(Error::msg(format!("descriptor {fd} is a standard stream, not an environment")));
+    }
     let fd = sys::adopt_fd(fd).map_err(fail)?;
     let st = fstat(fd.as_fd()).map_err(fail)?;
     if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
@@ -126,6 +130,7 @@ mod tests {
         assert!(parse(b"A=1\0B=2").is_err());
         assert_eq!(parse(b"").unwrap(), Vec::<CString>::new());
         assert!(read(-1).is_err());
+        assert!(read(1).is_err());
         assert!(read(1_000_000).is_err());
     }
 }

@@ -131,12 +131,7 @@ fn read_environment(opts: &Options) -> Result<Env, Error> {
 }
 
 fn make_plan(found: &load::Found, opts: &Options, command: Vec<OsString>, env: &Env) -> Result<Plan, Error> {
-    let cwd = match (plan::current_dir(env.get("PWD").as_deref()), &opts.directory) {
-        (Ok(cwd), _) => cwd,
-        // An absolute --directory does not need the current directory.
-        (Err(_), Some(dir)) if dir.is_absolute() => PathBuf::from("/"),
-        (Err(e), _) => return Err(e.into()),
-    };
+    let cwd = plan::base_dir(env.get("PWD").as_deref(), opts.directory.as_deref())?;
     let request = Request {
         found,
         extra_volumes: &opts.extra_volume,
