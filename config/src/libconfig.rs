@@ -192,7 +192,7 @@ mod tests {
             "# rocky\ndir = \"/srv/distros/rocky9\";\nmapped_volumes = ( \"/dev\", \"/home\" ); // binds\n";
         assert!(looks_like_libconfig(old));
         let ron = to_ron(old).unwrap();
-        let d: crate::Distro = ron::from_str(&ron).unwrap();
+        let d = crate::Distro::from_ron(&ron).unwrap();
         assert_eq!(d.dir, std::path::Path::new("/srv/distros/rocky9"));
         assert_eq!(d.mapped_volumes.len(), 2);
     }
@@ -202,7 +202,7 @@ mod tests {
         let old =
             "dir: \"/srv/x\"\nallow_setuid: TRUE\nmapped_volumes: [ { src = \"/a\"; dst = \"/b\"; } ]\n";
         assert!(looks_like_libconfig(old));
-        let d: crate::Distro = ron::from_str(&to_ron(old).unwrap()).unwrap();
+        let d = crate::Distro::from_ron(&to_ron(old).unwrap()).unwrap();
         assert!(d.allow_setuid);
         assert_eq!(d.mapped_volumes[0].dst, std::path::Path::new("/b"));
     }

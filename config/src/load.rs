@@ -5,13 +5,19 @@
 //! unprivileged front end; the setuid helper calls [`load_trusted`], which
 //! never looks anywhere else.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 
 use crate::{libconfig, name, paths, trust, Distro, Error};
+
+mod libc_flags {
+    use nix::fcntl::OFlag;
+    pub const NONBLOCK_NOCTTY: i32 = OFlag::O_NONBLOCK.bits() | OFlag::O_NOCTTY.bits();
+}
 
 /// Configs larger than this are refused: a distro config is a few lines.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
@@ -91,7 +97,7 @@ pub fn load_trusted(name: &str) -> Result<Found, Error> {
 
 /// Parses and validates config text; `path` only names the file in errors.
 pub fn parse(path: &Path, text: &str) -> Result<Distro, Error> {
-    let distro: Distro = match ron::from_str(text) {
+    let distro = match Distro::from_ron(text) {
         Ok(d) => d,
         Err(_) if libconfig::looks_like_libconfig(text) => {
             return Err(Error::OldFormat { path: path.into(), ron: libconfig::to_ron(text) })
@@ -110,8 +116,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Distro, Error> {
 }
 
 fn read_if_present(path: &Path) -> Result<Option<String>, Error> {
-    match File::open(path) {
-        Ok(file) => read_capped(file, path).map(Some),
+    // Non-blocking, so that a FIFO named like a config cannot hang the open.
+    let opened = OpenOptions::new().read(true).custom_flags(libc_flags::NONBLOCK_NOCTTY).open(path);
+    match opened {
+        Ok(file) => {
+            let regular = file.metadata().map(|m| m.file_type().is_file()).unwrap_or(false);
+            if !regular {
+                return Err(Error::Invalid { path: path.into(), msg: "is not a regular file".into() });
+            }
+            read_capped(file, path).map(Some)
+        }
         Err(e) => match Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
             Errno::ENOENT | Errno::ENOTDIR => Ok(None),
             errno => Err(Error::io("open", path, errno)),
@@ -169,6 +183,14 @@ mod tests {
         fs::write(d.join("user/x.conf"), "(dir: \"/srv/y\")").unwrap();
         let found = find("x", &d.join("sys"), Some(&d.join("user"))).unwrap();
         assert_eq!(found.origin, Origin::User);
+    }
+
+    #[test]
+    fn a_fifo_named_like_a_config_is_refused_without_blocking() {
+        let d = tempdir("fifo");
+        nix::unistd::mkfifo(&d.join("sys/x.conf"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let msg = find("x", &d.join("sys"), None).unwrap_err().to_string();
+        assert!(msg.contains("not a regular file"), "{msg}");
     }
 
     #[test]

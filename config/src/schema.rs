@@ -130,6 +130,14 @@ pub fn depth(path: &Path) -> usize {
 }
 
 impl Distro {
+    /// Parses RON text. `users: ["a"]` is accepted as written, without the
+    /// `Some(...)` that plain RON would demand for an optional key.
+    pub fn from_ron(text: &str) -> Result<Distro, ron::error::SpannedError> {
+        ron::Options::default()
+            .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
+            .from_str(text)
+    }
+
     /// The checks serde cannot express. Returns the first problem found.
     pub fn validate(&self) -> Result<(), String> {
         if let Some(why) = path_problem(&self.dir) {
@@ -182,7 +190,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Distro, String> {
-        let d: Distro = ron::from_str(text).map_err(|e| e.to_string())?;
+        let d = Distro::from_ron(text).map_err(|e| e.to_string())?;
         d.validate()?;
         Ok(d)
     }
@@ -214,6 +222,13 @@ mod tests {
         assert_eq!(d.mapped_volumes[2].dst, Path::new("/media"));
         assert!(d.mapped_volumes[2].optional);
         assert_eq!(d.backend, BackendChoice::Helper);
+    }
+
+    #[test]
+    fn optional_lists_need_no_some() {
+        let d = parse(r#"(dir: "/srv/x", users: ["alice"], groups: [])"#).unwrap();
+        assert_eq!(d.users, Some(vec!["alice".to_owned()]));
+        assert_eq!(d.groups, Some(vec![]));
     }
 
     #[test]

@@ -41,6 +41,10 @@ enum Want {
 }
 
 fn walk(path: &Path, want: Want) -> Result<OwnedFd, Error> {
+    walk_components(path, want).map_err(|e| for_requested(path, e))
+}
+
+fn walk_components(path: &Path, want: Want) -> Result<OwnedFd, Error> {
     if !path.is_absolute() {
         return Err(Error::Untrusted { path: path.into(), why: "it is not an absolute path".into() });
     }
@@ -118,16 +122,28 @@ fn components(path: &Path) -> VecDeque<OsString> {
 
 /// Owned by root, and writable by neither group nor others.
 pub fn check_owner_and_mode(st: &FileStat, path: &Path) -> Result<(), Error> {
-    if st.st_uid != 0 {
-        return Err(untrusted(path, &format!("it is owned by uid {}, not by root", st.st_uid)));
+    let why = if st.st_uid != 0 {
+        format!("is owned by uid {}, not by root", st.st_uid)
+    } else if st.st_mode & 0o002 != 0 {
+        "is writable by others".to_owned()
+    } else if st.st_mode & 0o020 != 0 {
+        "is writable by its group".to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(Error::Untrusted { path: path.into(), why: format!("it {why}") })
+}
+
+/// Names the path that was asked for and, when another one failed the check
+/// on the way to it, that one too.
+fn for_requested(requested: &Path, err: Error) -> Error {
+    match err {
+        Error::Untrusted { path, why } if path != requested => Error::Untrusted {
+            path: requested.into(),
+            why: format!("{}{}", path.display(), why.strip_prefix("it").unwrap_or(&format!(": {why}"))),
+        },
+        other => other,
     }
-    if st.st_mode & 0o002 != 0 {
-        return Err(untrusted(path, "it is writable by others"));
-    }
-    if st.st_mode & 0o020 != 0 {
-        return Err(untrusted(path, "it is writable by its group"));
-    }
-    Ok(())
 }
 
 /// The checked O_PATH descriptor cannot be read, so the file is opened again
@@ -166,7 +182,13 @@ mod tests {
     #[test]
     fn world_writable_directories_are_refused() {
         let err = open_trusted_dir(Path::new("/tmp")).unwrap_err().to_string();
-        assert!(err.contains("/tmp") && err.contains("writable by others"), "{err}");
+        assert_eq!(err, "refusing to trust /tmp: it is writable by others");
+    }
+
+    #[test]
+    fn the_failing_component_and_the_requested_path_are_both_named() {
+        let err = open_trusted_dir(Path::new("/tmp/x/y")).unwrap_err().to_string();
+        assert_eq!(err, "refusing to trust /tmp/x/y: /tmp is writable by others");
     }
 
     #[test]

@@ -58,7 +58,8 @@ pub fn enter(uid: Uid, gid: Gid, simulate: Simulate) -> Result<Result<(), Forbid
 /// where the kernel is known to create unusable ones: the probe costs a fork.
 fn unusable_after_unshare(uid: Uid, gid: Gid, simulate: Simulate) -> Result<Option<String>, Error> {
     let restricted = simulate == Simulate::UnusableNamespace
-        || (std::fs::read(APPARMOR_RESTRICT).is_ok_and(|v| v.first() == Some(&b'1')) && !confined_by_profile());
+        || (std::fs::read(APPARMOR_RESTRICT).is_ok_and(|v| v.first() == Some(&b'1'))
+            && !confined_by_profile());
     if !restricted {
         return Ok(None);
     }
@@ -79,7 +80,8 @@ fn unusable_after_unshare(uid: Uid, gid: Gid, simulate: Simulate) -> Result<Opti
 /// distrorun is trusted with user namespaces, and the probe's fork is saved.
 /// Only unconfined processes land in Ubuntu's restricted profile.
 fn confined_by_profile() -> bool {
-    let label = std::fs::read("/proc/self/attr/apparmor/current").or_else(|_| std::fs::read("/proc/self/attr/current"));
+    let label = std::fs::read("/proc/self/attr/apparmor/current")
+        .or_else(|_| std::fs::read("/proc/self/attr/current"));
     label.is_ok_and(|l| !l.is_empty() && !l.starts_with(b"unconfined"))
 }
 
