@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use distrorun_config::access::{self, Caller};
 use distrorun_config::{load, paths, plan, Command, Found, Origin, Plan, Request};
 use distrorun_helper::{envfd, exec, rootfs, sys, userns, Env, Error, Log};
-use nix::fcntl::{open, OFlag};
+use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
 use nix::sys::stat::Mode;
 use nix::unistd::{execve, getresgid, getresuid};
 
@@ -102,6 +102,13 @@ fn exec_helper(opts: &Options, plan: &Plan) -> Error {
         Ok(fd) => fd,
         Err(e) => return e,
     };
+    // The helper's dynamic loader needs one free descriptor; without it the
+    // loader would fail with a message that looks like "not found" (127).
+    // The probe's copy is close-on-exec, so it is free again for the loader.
+    if let Err(e) = fcntl(&fd, FcntlArg::F_DUPFD_CLOEXEC(0)) {
+        return Error::sys("keep a file descriptor free for the setuid helper", e)
+            .with_hint("raise the open-files limit (ulimit -n)");
+    }
     let mut words: Vec<Vec<u8>> = vec![
         helper.as_os_str().as_bytes().to_vec(),
         b"--env-fd".to_vec(),
