@@ -33,6 +33,9 @@ pub struct Options {
     /// bind-mount the host directory DIR at the same path inside; repeatable
     #[argh(option, arg_name = "DIR")]
     pub extra_volume: Vec<PathBuf>,
+    /// list the configured distros and where each is defined
+    #[argh(switch, short = 'l')]
+    pub list: bool,
     /// print the version and the compiled-in paths
     #[argh(switch)]
     pub version: bool,
@@ -50,6 +53,8 @@ pub enum Parsed {
     },
     /// `--help` or `--version`: print this on stdout and exit 0.
     Print(String),
+    /// `--list`.
+    List,
 }
 
 const TAKES_VALUE: &[&str] = &["-d", "--directory", "--backend", "--extra-volume"];
@@ -72,6 +77,9 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Parsed, Error> 
     };
     if opts.version {
         return Ok(Parsed::Print(version()));
+    }
+    if opts.list {
+        return Ok(Parsed::List);
     }
     match opts.name.clone() {
         Some(name) => Ok(Parsed::Run { opts, name, command: split.command }),

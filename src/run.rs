@@ -26,6 +26,7 @@ pub fn run(argv: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
             let _ = std::io::stdout().write_all(text.as_bytes());
             return Ok(());
         }
+        Parsed::List => return list(),
         Parsed::Run { opts, name, command } => (opts, name, command),
     };
     let log = Log { verbose: opts.verbose || opts.dry_run };
@@ -155,10 +156,29 @@ fn refuse_setuid_install() -> Result<(), Error> {
 }
 
 fn find_config(name: &str) -> Result<Found, Error> {
+    Ok(load::find(name, &paths::system_config_dir(), user_config_dir().as_deref())?)
+}
+
+fn user_config_dir() -> Option<PathBuf> {
     let xdg = std::env::var_os("XDG_CONFIG_HOME");
     let home = std::env::var_os("HOME");
-    let user_dir = load::user_config_dir(xdg.as_deref().map(Path::new), home.as_deref().map(Path::new));
-    Ok(load::find(name, &paths::system_config_dir(), user_dir.as_deref())?)
+    load::user_config_dir(xdg.as_deref().map(Path::new), home.as_deref().map(Path::new))
+}
+
+/// `--list`: one line per distro, `NAME<TAB>system|user<TAB>CONFIG`.
+fn list() -> Result<(), Error> {
+    let (system, user) = (paths::system_config_dir(), user_config_dir());
+    let mut out = String::new();
+    for (name, origin) in load::list(&system, user.as_deref()) {
+        let (dir, kind) = match origin {
+            Origin::System => (system.as_path(), "system"),
+            Origin::User => (user.as_deref().unwrap_or(Path::new("")), "user"),
+        };
+        out.push_str(&format!("{name}\t{kind}\t{}\n", dir.join(format!("{name}.conf")).display()));
+    }
+    // Asked for explicitly; a closed stdout is not worth an error.
+    let _ = std::io::stdout().write_all(out.as_bytes());
+    Ok(())
 }
 
 fn make_plan(found: &Found, opts: &Options, command: Vec<OsString>) -> Result<Plan, Error> {

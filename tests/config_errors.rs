@@ -184,3 +184,17 @@ fn help_succeeds() {
         out.report()
     );
 }
+
+#[test]
+fn list_names_system_and_per_user_distros_with_their_files() {
+    let system = TestDistro::standard("listed");
+    let user_name = unique("listed-user");
+    let user = UserDistro::new(USER, &user_name, &ron_config(Path::new(GUEST), STANDARD_VOLUMES, ""));
+    let out = Run::user(&["--list"]).output();
+    out.assert_ok();
+    let lines: Vec<String> = out.stdout_str().lines().map(str::to_owned).collect();
+    let system_line = format!("{}\tsystem\t{}", system.name, system.conf.display());
+    let user_line = format!("{}\tuser\t{}", user.name, user.conf.display());
+    assert!(lines.contains(&system_line), "missing {system_line:?}:\n{}", out.report());
+    assert!(lines.contains(&user_line), "missing {user_line:?}:\n{}", out.report());
+}

@@ -23,7 +23,7 @@ mod libc_flags {
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// Where a config came from. Only system configs may be used by the helper.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Origin {
     System,
     User,
@@ -76,6 +76,28 @@ pub fn find(name: &str, system_dir: &Path, user_dir: Option<&Path>) -> Result<Fo
     };
     let distro = parse(&path, &text)?;
     Ok(Found { name: name.into(), path, origin, distro })
+}
+
+/// The distros configured in the system and per-user directories, sorted by
+/// name. Files whose names are outside the grammar are not distros.
+pub fn list(system_dir: &Path, user_dir: Option<&Path>) -> Vec<(String, Origin)> {
+    let mut found = Vec::new();
+    for (dir, origin) in [(Some(system_dir), Origin::System), (user_dir, Origin::User)] {
+        let Some(entries) = dir.and_then(|d| std::fs::read_dir(d).ok()) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            let Some(name) = file.to_str().and_then(|f| f.strip_suffix(".conf")) else {
+                continue;
+            };
+            if name::validate(name).is_ok() {
+                found.push((name.to_owned(), origin));
+            }
+        }
+    }
+    found.sort();
+    found
 }
 
 /// Loads NAME from the compiled-in system directory only, after checking
@@ -175,6 +197,16 @@ mod tests {
         fs::write(d.join("user/x.conf"), "(dir: \"/srv/y\")").unwrap();
         let msg = find("x", &d.join("sys"), Some(&d.join("user"))).unwrap_err().to_string();
         assert!(msg.contains("sys/x.conf") && msg.contains("user/x.conf"), "{msg}");
+    }
+
+    #[test]
+    fn list_shows_both_directories_and_skips_what_is_not_a_distro() {
+        let d = tempdir("list");
+        for f in ["sys/b.conf", "sys/.hidden.conf", "sys/notes.txt", "user/a.conf"] {
+            fs::write(d.join(f), "").unwrap();
+        }
+        let got = list(&d.join("sys"), Some(&d.join("user")));
+        assert_eq!(got, [("a".to_owned(), Origin::User), ("b".to_owned(), Origin::System)]);
     }
 
     #[test]
