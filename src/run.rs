@@ -132,6 +132,9 @@ fn exec_helper(opts: &Options, plan: &Plan) -> Error {
     let Ok(argv) = argv else {
         return Error::msg("an argument contains a NUL byte");
     };
+    if let Err(e) = sys::restore_sigpipe() {
+        return Error::sys("restore the SIGPIPE disposition", e);
+    }
     let Err(e) = execve(argv[0].as_c_str(), &argv, &[] as &[CString]);
     Error::sys(format!("run the setuid helper {}", helper.display()), e)
 }

@@ -135,6 +135,24 @@ per_backend! {
         }
     }
 
+    fn the_sigpipe_disposition_is_the_callers(b) {
+        // An ignored signal stays ignored across exec, so a runtime that
+        // ignores SIGPIPE for itself would hand that on: `cmd | head` would
+        // then see EPIPE errors instead of dying quietly.
+        let d = TestDistro::standard("sigpipe");
+        let status = ["grep", "SigIgn", "/proc/self/status"];
+        let sigpipe_ignored = |out: &Output| {
+            out.assert_ok();
+            let text = out.stdout_str();
+            let mask = text.split_whitespace().nth(1).unwrap_or_else(|| panic!("no SigIgn in {text:?}"));
+            u64::from_str_radix(mask, 16).expect("hex mask") & (1 << (13 - 1)) != 0
+        };
+        assert!(!sigpipe_ignored(&run_in(b, &d, &status).output()), "SIGPIPE must stay at its default");
+        let mut wrapped = vec!["-c", "trap '' PIPE; exec \"$0\" \"$@\"", BIN, "--backend", b.flag(), &d.name];
+        wrapped.extend(status);
+        assert!(sigpipe_ignored(&Run::user(&wrapped).bin("/bin/sh").output()), "an ignored SIGPIPE must stay ignored");
+    }
+
     fn death_by_a_signal_is_the_commands(b) {
         let d = TestDistro::standard("signal");
         for (sig, name) in [(15, "TERM"), (9, "KILL")] {

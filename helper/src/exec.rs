@@ -145,6 +145,9 @@ fn try_exec(path: &CString, argv: &[CString], env: &Env, log: &Log) -> Errno {
 }
 
 fn exec_one(path: &std::ffi::CStr, argv: &[CString], env: &Env) -> Errno {
+    if let Err(e) = crate::sys::restore_sigpipe() {
+        return e;
+    }
     let result = match env {
         Env::Inherited => execv(path, argv),
         Env::Given(vars) => execve(path, argv, vars),

@@ -5,7 +5,10 @@
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use nix::errno::Errno;
+use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::ForkResult;
 
@@ -163,4 +166,42 @@ pub fn in_child(probe: impl FnOnce() -> bool) -> Result<bool, Errno> {
             }
         },
     }
+}
+
+/// SIGPIPE's disposition as the process was started with it, recorded by
+/// [`RECORD_SIGPIPE`] before Rust's runtime sets it to "ignore". An ignored
+/// signal stays ignored across execve, so without restoring it the command
+/// would get EPIPE where it expects to die quietly (`yes | head`).
+static SIGPIPE_AT_START: AtomicU8 = AtomicU8::new(SIGPIPE_UNKNOWN);
+const SIGPIPE_DEFAULT: u8 = 0;
+const SIGPIPE_IGNORED: u8 = 1;
+const SIGPIPE_UNKNOWN: u8 = 2;
+
+/// Runs from `.init_array`, which the C runtime calls before Rust's `main`.
+#[used]
+#[link_section = ".init_array"]
+static RECORD_SIGPIPE: extern "C" fn() = record_sigpipe;
+
+extern "C" fn record_sigpipe() {
+    // SAFETY: an all-zero sigaction is a valid value to be overwritten, and
+    // sigaction with a null new action only reads the current disposition.
+    let ignored = unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) != 0 {
+            return;
+        }
+        old.sa_sigaction == libc::SIG_IGN
+    };
+    SIGPIPE_AT_START.store(if ignored { SIGPIPE_IGNORED } else { SIGPIPE_DEFAULT }, Ordering::Relaxed);
+}
+
+/// Puts SIGPIPE back as the caller had it; called right before every exec.
+pub fn restore_sigpipe() -> Result<(), Errno> {
+    let handler = match SIGPIPE_AT_START.load(Ordering::Relaxed) {
+        SIGPIPE_IGNORED => SigHandler::SigIgn,
+        _ => SigHandler::SigDfl,
+    };
+    // SAFETY: installing SIG_IGN or SIG_DFL runs no code of ours in signal
+    // context, which is what makes `signal` unsafe in general.
+    unsafe { signal(Signal::SIGPIPE, handler) }.map(drop)
 }
