@@ -13,16 +13,23 @@ CARGO       ?= cargo
 BUILD_ENV = DISTRORUN_SYSCONFDIR=$(SYSCONFDIR) DISTRORUN_LIBEXECDIR=$(LIBEXECDIR)
 HELPER    = $(LIBEXECDIR)/distrorun/distrorun-helper
 
+# Static-pie binaries: no dynamic loader work on each launch, and no shared
+# library loaded into the setuid helper. The explicit --target keeps the flag
+# off proc macros and build scripts (see ci/lib.sh).
+HOST     := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+RELEASE   = target/$(HOST)/release
+
 .PHONY: all build install install-apparmor test demo bench clean
 
 all: build
 
 build:
-	$(BUILD_ENV) $(CARGO) build --release --locked --workspace
+	RUSTFLAGS="-C target-feature=+crt-static" $(BUILD_ENV) \
+		$(CARGO) build --release --locked --workspace --target $(HOST)
 
 install: build
-	install -D -m 0755 target/release/distrorun $(DESTDIR)$(BINDIR)/distrorun
-	install -D -m 0755 target/release/distrorun-helper $(DESTDIR)$(HELPER)
+	install -D -m 0755 $(RELEASE)/distrorun $(DESTDIR)$(BINDIR)/distrorun
+	install -D -m 0755 $(RELEASE)/distrorun-helper $(DESTDIR)$(HELPER)
 	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/distrorun.d
 	@if [ "$$(id -u)" = 0 ]; then \
 		chown root:root $(DESTDIR)$(HELPER) && chmod 4755 $(DESTDIR)$(HELPER); \

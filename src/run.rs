@@ -103,9 +103,9 @@ fn exec_helper(opts: &Options, plan: &Plan) -> Error {
         Ok(fd) => fd,
         Err(e) => return e,
     };
-    // The helper's dynamic loader needs one free descriptor; without it the
-    // loader would fail with a message that looks like "not found" (127).
-    // The probe's copy is close-on-exec, so it is free again for the loader.
+    // The helper needs a free descriptor to start (a dynamically linked build
+    // needs it in its loader, which fails with a message that reads like
+    // "not found"). The probe's copy is close-on-exec, so exec frees it again.
     if let Err(e) = fcntl(&fd, FcntlArg::F_DUPFD_CLOEXEC(0)) {
         return Error::sys("keep a file descriptor free for the setuid helper", e)
             .with_hint("raise the open-files limit (ulimit -n)");

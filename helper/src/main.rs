@@ -59,7 +59,9 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<Infallible, Error> {
-    // 1. Never let a closed 0, 1 or 2 turn a file opened later into stderr.
+    // 1. Forget the environment the caller gave this process, and never let
+    //    a closed 0, 1 or 2 turn a file opened later into stderr.
+    distrorun_helper::sys::clear_own_environment();
     ensure_standard_fds()?;
     // 2. Check the privilege, pin it as explicit state, become undumpable.
     let privileged = Privileged::acquire()?;

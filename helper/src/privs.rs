@@ -86,13 +86,13 @@ impl Privileged {
         let Caller { uid, gid, ref groups } = self.caller;
         if !allow_setuid {
             // Needs CAP_SETPCAP, so it comes before the ids change.
-            caps::clear(None, CapSet::Bounding)
-                .map_err(|e| Error::msg(format!("cannot clear the capability bounding set: {e}")))?;
+            clear_bounding_set()?;
         }
         setgroups(groups).map_err(|e| Error::sys("restore the caller's supplementary groups", e))?;
         setresgid(gid, gid, gid).map_err(|e| Error::sys("set the caller's group ids", e))?;
         setresuid(uid, uid, uid).map_err(|e| Error::sys("set the caller's user ids", e))?;
-        for set in [CapSet::Effective, CapSet::Permitted, CapSet::Inheritable, CapSet::Ambient] {
+        // Clearing the permitted set clears the effective set with it.
+        for set in [CapSet::Permitted, CapSet::Inheritable, CapSet::Ambient] {
             caps::clear(None, set)
                 .map_err(|e| Error::msg(format!("cannot clear the {set:?} capability set: {e}")))?;
         }
@@ -102,6 +102,20 @@ impl Privileged {
         verify_dropped(uid)?;
         Ok(Unprivileged { _private: () })
     }
+}
+
+/// Drops every capability from the bounding set, so that no file capability
+/// or setuid binary can bring one back. A capability this kernel does not
+/// know cannot be dropped, and is not there to begin with.
+fn clear_bounding_set() -> Result<(), Error> {
+    for cap in caps::all() {
+        if caps::drop(None, CapSet::Bounding, cap).is_err()
+            && caps::has_cap(None, CapSet::Bounding, cap).is_ok()
+        {
+            return Err(Error::msg(format!("cannot drop {cap} from the capability bounding set")));
+        }
+    }
+    Ok(())
 }
 
 /// A process that is "root" only inside a user namespace must not be taken
@@ -127,7 +141,9 @@ fn verify_dropped(uid: Uid) -> Result<(), Error> {
     if [ids.real, ids.effective, ids.saved] != [uid; 3] {
         return Err(lost("a user id is not the caller's"));
     }
-    for set in [CapSet::Effective, CapSet::Permitted, CapSet::Inheritable, CapSet::Ambient] {
+    // The ambient set is never larger than permitted and inheritable both,
+    // so these three being empty proves it empty too.
+    for set in [CapSet::Effective, CapSet::Permitted, CapSet::Inheritable] {
         match caps::read(None, set) {
             Ok(held) if held.is_empty() => {}
             _ => return Err(lost("a capability set is not empty")),

@@ -124,6 +124,15 @@ unsafe fn environ_ptr() -> *const *const libc::c_char {
     unsafe { C_ENVIRON }
 }
 
+/// Empties the process's own environment. The setuid helper acts on no
+/// variable, and after this neither can any library it calls (NSS modules
+/// among them), whatever a hostile caller put there.
+pub fn clear_own_environment() {
+    // SAFETY: the helper is single-threaded and holds no reference into the
+    // environment; clearenv only resets libc's `environ` array.
+    unsafe { libc::clearenv() };
+}
+
 /// True when `fd` is an open descriptor of this process.
 pub fn fd_is_open(fd: RawFd) -> bool {
     // SAFETY: F_GETFD only queries the descriptor table; an invalid number
