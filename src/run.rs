@@ -12,7 +12,7 @@ use distrorun_config::{load, paths, plan, Command, Found, Origin, Plan, Request}
 use distrorun_helper::{envfd, exec, rootfs, sys, userns, Env, Error, Log};
 use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
 use nix::sys::stat::Mode;
-use nix::unistd::{execve, getresgid, getresuid};
+use nix::unistd::{execve, getgid, getresgid, getresuid, getuid};
 
 use crate::backend::{self, Decision};
 use crate::cli::{self, Options, Parsed};
@@ -31,20 +31,22 @@ pub fn run(argv: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
     };
     let log = Log { verbose: opts.verbose || opts.dry_run };
     refuse_setuid_install()?;
-    let caller = Caller::current()?;
+    let groups = sys::supplementary_groups().map_err(|e| Error::sys("read the caller's groups", e))?;
+    let caller = Caller { uid: getuid(), gid: getgid(), groups };
     let found = find_config(&name)?;
     let origin = if found.origin == Origin::System { "system" } else { "user" };
     log.step(format_args!("config {} ({origin})", found.path.display()));
     access::check(&found.name, &found.distro, &caller)?;
-    let plan = make_plan(&found, &opts, command)?;
     let decision = backend::decide(opts.backend, &found, &caller)?;
     if opts.dry_run {
-        describe(&plan, &decision, &log);
+        describe(&make_plan(&found, &opts, command)?, &decision, &log);
         return Ok(());
     }
+    // The plan is made only where it is carried out: the helper makes its
+    // own from the trusted config, and is told nothing it would have to trust.
     match enter(decision, &found, &caller, &log)? {
-        Entered::Namespaces => Err(build_and_exec(&plan, &log)),
-        Entered::Nothing => Err(exec_helper(&opts, &plan)),
+        Entered::Namespaces => Err(build_and_exec(&make_plan(&found, &opts, command)?, &log)),
+        Entered::Nothing => Err(exec_helper(&opts, &name, &command)),
     }
 }
 
@@ -97,7 +99,7 @@ fn build_and_exec(plan: &Plan, log: &Log) -> Error {
 /// The helper backend: exec the setuid helper by its compiled-in path, with
 /// an empty environment, the caller's environment on a sealed memfd, and
 /// only what it cannot derive itself: the name, the options and the command.
-fn exec_helper(opts: &Options, plan: &Plan) -> Error {
+fn exec_helper(opts: &Options, name: &str, command: &[OsString]) -> Error {
     let helper = paths::helper_path();
     let fd = match envfd::to_memfd(&sys::current_environ()) {
         Ok(fd) => fd,
@@ -124,10 +126,8 @@ fn exec_helper(opts: &Options, plan: &Plan) -> Error {
     for volume in &opts.extra_volume {
         words.extend([b"--extra-volume".to_vec(), volume.as_os_str().as_bytes().to_vec()]);
     }
-    words.extend([plan.distro.as_bytes().to_vec(), b"--".to_vec()]);
-    if let Command::Argv(command) = &plan.command {
-        words.extend(command.iter().map(|w| w.as_bytes().to_vec()));
-    }
+    words.extend([name.as_bytes().to_vec(), b"--".to_vec()]);
+    words.extend(command.iter().map(|w| w.as_bytes().to_vec()));
     let argv: Result<Vec<CString>, _> = words.into_iter().map(CString::new).collect();
     let Ok(argv) = argv else {
         return Error::msg("an argument contains a NUL byte");

@@ -16,13 +16,6 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The calling process's real ids and supplementary groups.
-    pub fn current() -> Result<Caller, Error> {
-        let groups = nix::unistd::getgroups()
-            .map_err(|e| Error::io("read the supplementary groups of", "the caller", e))?;
-        Ok(Caller { uid: Uid::current(), gid: Gid::current(), groups })
-    }
-
     fn in_group(&self, gid: Gid) -> bool {
         self.gid == gid || self.groups.contains(&gid)
     }

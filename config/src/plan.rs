@@ -118,9 +118,13 @@ impl Plan {
                 origin: VolumeOrigin::Config,
             });
         }
+        // A volume already there, from the config or an earlier option, is
+        // not mounted a second time on top of itself.
+        let mut present: std::collections::HashSet<(PathBuf, PathBuf)> =
+            distro.mapped_volumes.iter().map(|v| (v.src.clone(), v.dst.clone())).collect();
         for extra in req.extra_volumes {
             let path = extra_volume_path(extra, req.cwd, &req.found.name, distro.allow_setuid)?;
-            if mounts.iter().any(|m| same_path(&m.dst, &path) && same_path(&m.src, &path)) {
+            if !present.insert((path.clone(), path.clone())) {
                 continue;
             }
             mounts.push(MountSpec {
@@ -132,7 +136,7 @@ impl Plan {
             });
         }
         // Stable, so volumes at the same depth keep the config's order.
-        mounts.sort_by_key(|m| depth(&m.dst));
+        mounts.sort_by_cached_key(|m| depth(&m.dst));
 
         let cwd_inside = inside_path(req.cwd, &root);
         let (workdir, workdir_is_cwd) = match req.directory {
@@ -343,7 +347,7 @@ mod tests {
     #[test]
     fn extra_volumes_are_made_absolute_and_checked() {
         let f = found(&["/home"], false);
-        let p = plan(&f, &["data", "/home"], None, "/home/u", &["true"]).unwrap();
+        let p = plan(&f, &["data", "/home", "/home/u/data/"], None, "/home/u", &["true"]).unwrap();
         let extra: Vec<&MountSpec> = p.mounts.iter().filter(|m| m.origin == VolumeOrigin::Extra).collect();
         assert_eq!(extra.len(), 1, "the duplicate of a config volume is dropped");
         assert_eq!(extra[0].dst, Path::new("/home/u/data"));

@@ -146,7 +146,8 @@ impl Distro {
         if depth(&self.dir) == 0 {
             return Err("dir must not be /".into());
         }
-        let mut seen: Vec<&Path> = Vec::new();
+        // Path's equality and hash are by components, so `/run/` is `/run`.
+        let mut seen = std::collections::HashSet::with_capacity(self.mapped_volumes.len());
         for v in &self.mapped_volumes {
             for (what, p) in [("src", &v.src), ("dst", &v.dst)] {
                 if let Some(why) = path_problem(p) {
@@ -164,10 +165,9 @@ impl Distro {
                     ));
                 }
             }
-            if seen.iter().any(|s| same_path(s, &v.dst)) {
+            if !seen.insert(v.dst.as_path()) {
                 return Err(format!("mapped volume {:?} is listed twice", v.dst));
             }
-            seen.push(&v.dst);
         }
         for (what, list) in [("users", &self.users), ("groups", &self.groups)] {
             if let Some(names) = list {

@@ -56,7 +56,8 @@ impl Privileged {
         let wanted: HashSet<Capability> = NEEDED.into_iter().collect();
         caps::set(None, CapSet::Effective, &wanted)
             .map_err(|e| Error::msg(format!("cannot trim the helper's capabilities: {e}")))?;
-        let groups = nix::unistd::getgroups().map_err(|e| Error::sys("read the caller's groups", e))?;
+        let groups =
+            crate::sys::supplementary_groups().map_err(|e| Error::sys("read the caller's groups", e))?;
         Ok(Privileged { caller: Caller { uid: uids.real, gid: gids.real, groups } })
     }
 

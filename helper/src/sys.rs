@@ -133,6 +133,27 @@ pub fn clear_own_environment() {
     unsafe { libc::clearenv() };
 }
 
+/// The process's supplementary groups. nix's `getgroups` sizes its buffer
+/// from /proc/sys/kernel/ngroups_max, a file read on every launch; asking
+/// the kernel for the count first costs one cheap system call instead.
+pub fn supplementary_groups() -> Result<Vec<nix::unistd::Gid>, Errno> {
+    // SAFETY: with a size of 0, getgroups only returns the count and writes
+    // nothing through the null pointer.
+    let count = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    if count < 0 {
+        return Err(Errno::last());
+    }
+    let mut gids: Vec<libc::gid_t> = vec![0; count as usize];
+    // SAFETY: `gids` has room for exactly `count` entries, the size passed;
+    // the process is single-threaded, so its groups cannot grow in between.
+    let got = unsafe { libc::getgroups(count, gids.as_mut_ptr()) };
+    if got < 0 {
+        return Err(Errno::last());
+    }
+    gids.truncate(got as usize);
+    Ok(gids.into_iter().map(nix::unistd::Gid::from_raw).collect())
+}
+
 /// True when `fd` is an open descriptor of this process.
 pub fn fd_is_open(fd: RawFd) -> bool {
     // SAFETY: F_GETFD only queries the descriptor table; an invalid number
