@@ -11,11 +11,12 @@
 //! `run` lists every step in the order it happens.
 
 #![deny(unsafe_code)]
+#![no_main]
 
 use std::convert::Infallible;
+use std::ffi::{c_char, c_int};
 use std::ffi::{CString, OsString};
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use argh::FromArgs;
 use distrorun_config::{access, args, load, paths, plan, trust, Plan, Request};
@@ -43,7 +44,17 @@ struct Options {
     name: String,
 }
 
-fn main() -> ExitCode {
+/// The C entry point, called once by the C runtime. Rust's usual start-up
+/// is skipped on purpose: it reads /proc/self/maps, installs signal handlers
+/// and an alternate signal stack, and sets SIGPIPE to ignored, none of which
+/// a program that only prepares an exec needs, and all of which a setuid
+/// program is better without. std works as usual; the arguments come from
+/// `std::env::args_os`.
+// SAFETY: exporting `main` is what `no_main` requires; the arguments are not
+// used, so nothing here depends on their validity.
+#[allow(unsafe_code)]
+#[no_mangle]
+pub extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
     // The default hook reads RUST_BACKTRACE; the helper reads no variable.
     std::panic::set_hook(Box::new(|_| note(format_args!("internal error in distrorun-helper"))));
     match run() {
@@ -53,7 +64,7 @@ fn main() -> ExitCode {
             if let Some(hint) = err.hint() {
                 eprintln!("{hint}");
             }
-            ExitCode::from(err.exit_status())
+            c_int::from(err.exit_status())
         }
     }
 }
