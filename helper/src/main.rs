@@ -70,12 +70,12 @@ pub extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
 }
 
 fn run() -> Result<Infallible, Error> {
-    // 1. Forget the environment the caller gave this process, and never let
+    // 1. Check the privilege, pin it as explicit state, become undumpable.
+    let privileged = Privileged::acquire()?;
+    // 2. Forget the environment the caller gave this process, and never let
     //    a closed 0, 1 or 2 turn a file opened later into stderr.
     distrorun_helper::sys::clear_own_environment();
     ensure_standard_fds()?;
-    // 2. Check the privilege, pin it as explicit state, become undumpable.
-    let privileged = Privileged::acquire()?;
     // 3. The command line: distro name, options, command. Nothing else.
     let (opts, command) = parse_args()?;
     let log = Log { verbose: opts.verbose };

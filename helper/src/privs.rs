@@ -42,9 +42,11 @@ impl Privileged {
         let uids = getresuid().map_err(|e| Error::sys("read the process's user ids", e))?;
         let gids = getresgid().map_err(|e| Error::sys("read the process's group ids", e))?;
         if !uids.effective.is_root() {
-            return Err(Error::msg("distrorun-helper is not setuid root").with_hint(
-                "as root: chown root:root HELPER && chmod 4755 HELPER, on a filesystem without nosuid",
-            ));
+            let helper = distrorun_config::paths::helper_path();
+            let helper = helper.display();
+            return Err(Error::msg("distrorun-helper is not setuid root").with_hint(format!(
+                "as root: chown root:root {helper} && chmod 4755 {helper}, on a filesystem without nosuid"
+            )));
         }
         if uids.real.is_root() {
             return Err(Error::msg(
