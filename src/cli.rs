@@ -67,7 +67,9 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Parsed, Error> 
         // argh prints help with status Ok and usage errors with status Err.
         match exit.status {
             Ok(()) => Error::Usage(String::new()),
-            Err(()) => Error::Usage(exit.output.lines().next().unwrap_or("invalid arguments").to_owned()),
+            Err(()) => {
+                Error::Usage(lowercase_first(exit.output.lines().next().unwrap_or("invalid arguments")))
+            }
         }
     });
     let opts = match opts {
@@ -89,8 +91,19 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Parsed, Error> 
 
 fn help() -> String {
     match Options::from_args(&["distrorun"], &["--help"]) {
-        Err(exit) => exit.output,
+        // argh knows nothing of the command after NAME, which is split off
+        // before it parses; the usage line says it.
+        Err(exit) => exit.output.replacen("[--] [<name>]", "NAME [--] [COMMAND [ARG...]]", 1),
         Ok(_) => String::new(),
+    }
+}
+
+/// argh's messages start with a capital; distrorun's sentences do not.
+fn lowercase_first(msg: &str) -> String {
+    let mut chars = msg.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 
