@@ -8,7 +8,7 @@ mod common;
 
 use std::ffi::OsStr;
 use std::fs::{self, File, Permissions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{chown, symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -102,34 +102,8 @@ fn path_str(p: &Path) -> &str {
 fn timed(mut cmd: Command, limit: Duration) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let shown = format!("{cmd:?}");
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {shown}: {e}"));
-    let mut so = child.stdout.take().unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let out_t = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = so.read_to_end(&mut v);
-        v
-    });
-    let err_t = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = se.read_to_end(&mut v);
-        v
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{shown} hung: still running after {limit:?}");
-        }
-        thread::sleep(Duration::from_millis(5));
-    };
-    let stdout = out_t.join().unwrap();
-    let stderr = err_t.join().unwrap();
-    Output { status, code: status.code(), stdout, stderr }
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {shown}: {e}"));
+    finish(child, None, limit, &shown)
 }
 
 /// The environment the tests hand the helper on its env fd: ordinary

@@ -15,7 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::thread;
@@ -553,49 +553,57 @@ impl Run {
     /// Runs to completion; panics if it takes longer than the timeout.
     pub fn output(self) -> Output {
         let description = self.describe();
-        let mut child = self.command().spawn().unwrap_or_else(|e| panic!("cannot start {description}: {e}"));
-        let stdin_writer = match (self.stdin.clone(), child.stdin.take()) {
-            (Some(bytes), Some(mut pipe)) => Some(thread::spawn(move || {
-                // The command may exit without reading; that is its business.
-                let _ = pipe.write_all(&bytes);
-            })),
-            _ => None,
-        };
-        let mut out_pipe = child.stdout.take().expect("stdout is piped");
-        let mut err_pipe = child.stderr.take().expect("stderr is piped");
-        let out_reader = thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = out_pipe.read_to_end(&mut v);
-            v
-        });
-        let err_reader = thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = err_pipe.read_to_end(&mut v);
-            v
-        });
-        let deadline = Instant::now() + self.timeout;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() > deadline => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("timed out after {:?}: {description}", self.timeout);
-                }
-                Ok(None) => thread::sleep(Duration::from_millis(2)),
-                Err(e) => panic!("waiting for {description}: {e}"),
-            }
-        };
-        // A grandchild that keeps the pipes open would block these joins; the
-        // commands the tests run do not leave such processes behind.
-        let stdout = out_reader.join().expect("stdout reader");
-        let stderr = err_reader.join().expect("stderr reader");
-        if let Some(w) = stdin_writer {
-            let _ = w.join();
-        }
+        let child = self.command().spawn().unwrap_or_else(|e| panic!("cannot start {description}: {e}"));
+        let out = finish(child, self.stdin.clone(), self.timeout, &description);
         LAST_RUN.with(|l| *l.borrow_mut() = description);
-        Output { status, code: status.code(), stdout, stderr }
+        out
     }
+}
+
+/// Waits for `child`, feeding it `stdin` and collecting stdout and stderr
+/// (both must be piped). A run longer than `limit` is killed and fails the
+/// test, so a hang can never stall the suite.
+pub fn finish(mut child: Child, stdin: Option<Vec<u8>>, limit: Duration, description: &str) -> Output {
+    let stdin_writer = match (stdin, child.stdin.take()) {
+        (Some(bytes), Some(mut pipe)) => Some(thread::spawn(move || {
+            // The command may exit without reading; that is its business.
+            let _ = pipe.write_all(&bytes);
+        })),
+        _ => None,
+    };
+    let mut out_pipe = child.stdout.take().expect("stdout is piped");
+    let mut err_pipe = child.stderr.take().expect("stderr is piped");
+    let out_reader = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out_pipe.read_to_end(&mut v);
+        v
+    });
+    let err_reader = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err_pipe.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("timed out after {limit:?}: {description}");
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(2)),
+            Err(e) => panic!("waiting for {description}: {e}"),
+        }
+    };
+    // A grandchild that keeps the pipes open would block these joins; the
+    // commands the tests run do not leave such processes behind.
+    let stdout = out_reader.join().expect("stdout reader");
+    let stderr = err_reader.join().expect("stderr reader");
+    if let Some(w) = stdin_writer {
+        let _ = w.join();
+    }
+    Output { status, code: status.code(), stdout, stderr }
 }
 
 /// Quotes a word for sh.
