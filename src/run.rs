@@ -17,7 +17,8 @@ use nix::unistd::{execve, getgid, getresgid, getresuid, getuid};
 use crate::backend::{self, Decision};
 use crate::cli::{self, Options, Parsed};
 
-/// Runs distrorun. Returns only for `--help`, `--version` and `--dry-run`;
+/// Runs distrorun. Returns only for `--help`, `--version`, `--list` and
+/// `--dry-run`;
 /// otherwise the process becomes the command, or fails.
 pub fn run(argv: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
     let (opts, name, command) = match cli::parse(argv)? {
