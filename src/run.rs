@@ -18,8 +18,7 @@ use crate::backend::{self, Decision};
 use crate::cli::{self, Options, Parsed};
 
 /// Runs distrorun. Returns only for `--help`, `--version`, `--list` and
-/// `--dry-run`;
-/// otherwise the process becomes the command, or fails.
+/// `--dry-run`; otherwise the process becomes the command, or fails.
 pub fn run(argv: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
     let (opts, name, command) = match cli::parse(argv)? {
         Parsed::Print(text) => {
