@@ -12,7 +12,7 @@ use distrorun_config::{load, paths, plan, Command, Found, Origin, Plan, Request}
 use distrorun_helper::{envfd, exec, rootfs, sys, userns, Env, Error, Log};
 use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
 use nix::sys::stat::Mode;
-use nix::unistd::{execve, getgid, getresgid, getresuid, getuid};
+use nix::unistd::{execve, getresgid, getresuid};
 
 use crate::backend::{self, Decision};
 use crate::cli::{self, Options, Parsed};
@@ -30,9 +30,7 @@ pub fn run(argv: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
         Parsed::Run { opts, name, command } => (opts, name, command),
     };
     let log = Log { verbose: opts.verbose || opts.dry_run };
-    refuse_setuid_install()?;
-    let groups = sys::supplementary_groups().map_err(|e| Error::sys("read the caller's groups", e))?;
-    let caller = Caller { uid: getuid(), gid: getgid(), groups };
+    let caller = caller()?;
     let found = find_config(&name)?;
     let origin = if found.origin == Origin::System { "system" } else { "user" };
     log.step(format_args!("config {} ({origin})", found.path.display()));
@@ -139,23 +137,20 @@ fn exec_helper(opts: &Options, name: &str, command: &[OsString]) -> Error {
     Error::sys(format!("run the setuid helper {}", helper.display()), e)
 }
 
-/// distrorun itself must never run with privilege it was not started with:
-/// the privileged part is the helper, and only the helper.
-fn refuse_setuid_install() -> Result<(), Error> {
-    let (uid, gid) = (getresuid(), getresgid());
-    let ok = match (uid, gid) {
-        (Ok(u), Ok(g)) => {
-            u.real == u.effective && u.real == u.saved && g.real == g.effective && g.real == g.saved
-        }
-        _ => false,
+/// Who runs distrorun. It must never run with privilege it was not started
+/// with: the privileged part is the helper, and only the helper.
+fn caller() -> Result<Caller, Error> {
+    let (u, g) = match (getresuid(), getresgid()) {
+        (Ok(u), Ok(g)) => (u, g),
+        (Err(e), _) | (_, Err(e)) => return Err(Error::sys("read the caller's ids", e)),
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::msg(
+    if u.real != u.effective || u.real != u.saved || g.real != g.effective || g.real != g.saved {
+        return Err(Error::msg(
             "distrorun must not be installed setuid or setgid; the setuid part is distrorun-helper",
-        ))
+        ));
     }
+    let groups = sys::supplementary_groups().map_err(|e| Error::sys("read the caller's groups", e))?;
+    Ok(Caller { uid: u.real, gid: g.real, groups })
 }
 
 fn find_config(name: &str) -> Result<Found, Error> {

@@ -14,10 +14,8 @@ use nix::errno::Errno;
 
 use crate::{libconfig, name, paths, trust, Distro, Error};
 
-mod libc_flags {
-    use nix::fcntl::OFlag;
-    pub const NONBLOCK_NOCTTY: i32 = OFlag::O_NONBLOCK.bits() | OFlag::O_NOCTTY.bits();
-}
+/// Non-blocking, so that a FIFO named like a config cannot hang the open.
+const OPEN_FLAGS: i32 = nix::fcntl::OFlag::O_NONBLOCK.bits() | nix::fcntl::OFlag::O_NOCTTY.bits();
 
 /// Configs larger than this are refused: a distro config is a few lines.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
@@ -138,16 +136,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Distro, Error> {
 }
 
 fn read_if_present(path: &Path) -> Result<Option<String>, Error> {
-    // Non-blocking, so that a FIFO named like a config cannot hang the open.
-    let opened = OpenOptions::new().read(true).custom_flags(libc_flags::NONBLOCK_NOCTTY).open(path);
-    match opened {
-        Ok(file) => {
-            let regular = file.metadata().map(|m| m.file_type().is_file()).unwrap_or(false);
-            if !regular {
-                return Err(Error::Invalid { path: path.into(), msg: "is not a regular file".into() });
-            }
-            read_capped(file, path).map(Some)
-        }
+    match OpenOptions::new().read(true).custom_flags(OPEN_FLAGS).open(path) {
+        Ok(file) => read_capped(file, path).map(Some),
         Err(e) => match Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
             Errno::ENOENT | Errno::ENOTDIR => Ok(None),
             errno => Err(Error::io("open", path, errno)),
@@ -155,8 +145,16 @@ fn read_if_present(path: &Path) -> Result<Option<String>, Error> {
     }
 }
 
+/// Reads a regular file of at most [`MAX_CONFIG_BYTES`], in one read where
+/// its size allows.
 fn read_capped(file: File, path: &Path) -> Result<String, Error> {
-    let mut bytes = Vec::new();
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io("stat", path, Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
+    if !meta.file_type().is_file() {
+        return Err(Error::Invalid { path: path.into(), msg: "is not a regular file".into() });
+    }
+    let mut bytes = Vec::with_capacity(meta.len().min(MAX_CONFIG_BYTES) as usize + 1);
     file.take(MAX_CONFIG_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io("read", path, Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;

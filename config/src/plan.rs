@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::schema::{depth, is_within, path_problem, same_path};
+use crate::schema::{depth, is_within, path_problem};
 use crate::{Error, Found};
 
 /// Mount attributes, applied recursively to a mount and all its submounts.
@@ -109,7 +109,7 @@ impl Plan {
         let root = distro.dir.clone();
         let mut mounts = vec![kernel_mount("/proc"), kernel_mount("/sys")];
         for v in &distro.mapped_volumes {
-            let attrs = if same_path(&v.dst, Path::new("/dev")) { Attrs::DEV } else { Attrs::HOST };
+            let attrs = if v.dst == Path::new("/dev") { Attrs::DEV } else { Attrs::HOST };
             mounts.push(MountSpec {
                 src: v.src.clone(),
                 dst: v.dst.clone(),
@@ -120,8 +120,10 @@ impl Plan {
         }
         // A volume already there, from the config or an earlier option, is
         // not mounted a second time on top of itself.
-        let mut present: std::collections::HashSet<(PathBuf, PathBuf)> =
-            distro.mapped_volumes.iter().map(|v| (v.src.clone(), v.dst.clone())).collect();
+        let mut present: std::collections::HashSet<(PathBuf, PathBuf)> = match req.extra_volumes {
+            [] => Default::default(),
+            _ => distro.mapped_volumes.iter().map(|v| (v.src.clone(), v.dst.clone())).collect(),
+        };
         for extra in req.extra_volumes {
             let path = extra_volume_path(extra, req.cwd, &req.found.name, distro.allow_setuid)?;
             if !present.insert((path.clone(), path.clone())) {

@@ -180,11 +180,6 @@ impl Distro {
     }
 }
 
-/// Component-wise equality, so that `/run/` and `/run` are the same.
-pub fn same_path(a: &Path, b: &Path) -> bool {
-    a.components().eq(b.components())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

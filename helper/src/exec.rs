@@ -92,6 +92,9 @@ pub fn exec(plan: &Plan, argv: &[CString], env: &Env, log: &Log) -> Error {
     let Some(name) = argv.first() else {
         return Error::msg("no command to run");
     };
+    if let Err(e) = crate::sys::restore_sigpipe() {
+        return Error::sys("restore the SIGPIPE disposition", e);
+    }
     let name_bytes = name.to_bytes();
     if name_bytes.is_empty() {
         return not_found(plan, name_bytes);
@@ -145,9 +148,6 @@ fn try_exec(path: &CString, argv: &[CString], env: &Env, log: &Log) -> Errno {
 }
 
 fn exec_one(path: &std::ffi::CStr, argv: &[CString], env: &Env) -> Errno {
-    if let Err(e) = crate::sys::restore_sigpipe() {
-        return e;
-    }
     let result = match env {
         Env::Inherited => execv(path, argv),
         Env::Given(vars) => execve(path, argv, vars),
