@@ -49,22 +49,94 @@ _version_ge() {
 	[ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n 1)" = "$2" ]
 }
 
-# Finds cargo for root, whose PATH under sudo rarely includes ~/.cargo/bin;
-# falls back to the distribution's toolchain when that is new enough.
+# Prints the version apt would install of PACKAGE, or nothing. Reads the
+# package lists once first on a machine that has none yet (a fresh image).
+_apt_candidate() {
+	local v
+	command -v apt-cache >/dev/null || return 0
+	v=$(apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: //p')
+	if { [ -z "$v" ] || [ "$v" = "(none)" ]; } && [ -z "$_apt_updated" ] && [ "$(id -u)" = 0 ]; then
+		apt-get update -qq >/dev/null 2>&1 || true
+		_apt_updated=1
+		v=$(apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: //p')
+	fi
+	[ "$v" = "(none)" ] || printf '%s\n' "$v"
+}
+
+# The upstream version in a Debian version: 1.96.0+dfsg1-1~deb12u2 -> 1.96.0.
+_upstream_version() {
+	local v=${1#*:}
+	v=${v%%[+~-]*}
+	printf '%s\n' "$v"
+}
+
+# Which packaged toolchain is new enough: Debian 13's own `rustc`/`cargo`,
+# or on Debian 12, whose `rustc` is 1.63, the current one that bookworm
+# ships beside it for Firefox and Chromium (`rustc-web`, `cargo-web`, from
+# bookworm-security and bookworm-updates; it installs /usr/bin/cargo and
+# /usr/bin/rustc and conflicts with the old ones). Prints "plain", "web" or
+# nothing.
+_rust_flavour() {
+	local want=$1 v
+	# rustc's version is Rust's; cargo's own package once had another
+	# numbering (0.66 in bookworm).
+	v=$(_apt_candidate rustc)
+	if [ -n "$v" ] && _version_ge "$(_upstream_version "$v")" "$want"; then
+		echo plain
+		return
+	fi
+	v=$(_apt_candidate rustc-web)
+	if [ -n "$v" ] && _version_ge "$(_upstream_version "$v")" "$want"; then
+		echo web
+	fi
+}
+
+_rust_version() {
+	local have
+	have=$("${1:-rustc}" --version 2>/dev/null | awk '{print $2}')
+	printf '%s\n' "${have%%-*}"
+}
+
+# Finds cargo for root, whose PATH under sudo rarely includes ~/.cargo/bin.
+# Where cargo is missing or too old, installs the distribution's toolchain
+# when it is new enough (see _rust_flavour), and uses it.
 ensure_rust() {
-	local want have
+	local want have flavour
 	want=$(_rust_min_version)
 	want=${want:-1.80}
-	if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
-		PATH=$HOME/.cargo/bin:$PATH
-	fi
-	if ! command -v cargo >/dev/null; then
-		say "cargo not found; trying the distribution's Rust toolchain"
-		ensure_packages cargo rustc rustfmt
+	# rustup's toolchain, where there is one, wins over the distribution's
+	# (which the packaging tests install beside it), so that every run on a
+	# machine builds with the same compiler.
+	case ":$PATH:" in
+	*":$HOME/.cargo/bin:"*) ;;
+	*) if [ -x "$HOME/.cargo/bin/cargo" ]; then PATH=$HOME/.cargo/bin:$PATH; fi ;;
+	esac
+	have=
+	command -v cargo >/dev/null && have=$(_rust_version)
+	if [ -z "$have" ] || ! _version_ge "$have" "$want"; then
+		flavour=$(_rust_flavour "$want")
+		case $flavour in
+		plain)
+			say "${have:+Rust $have is older than $want; }installing the distribution's Rust toolchain"
+			ensure_packages rustc cargo
+			;;
+		web)
+			say "${have:+Rust $have is older than $want; }installing the distribution's current Rust toolchain (rustc-web, cargo-web)"
+			ensure_packages rustc-web cargo-web
+			;;
+		*)
+			die "${have:+Rust $have is older than the $want this workspace needs, and }the distribution has no Rust $want or later. Install a current toolchain with rustup (https://rustup.rs) for root, or put its cargo first in PATH."
+			;;
+		esac
+		# An older cargo earlier in PATH (an old rustup toolchain) must not
+		# shadow the one just installed.
+		if _version_ge "$(_rust_version /usr/bin/rustc)" "$want"; then
+			PATH=/usr/bin:$PATH
+		fi
+		hash -r
 		command -v cargo >/dev/null || die "no cargo after installing it"
+		have=$(_rust_version)
 	fi
-	have=$(rustc --version 2>/dev/null | awk '{print $2}')
-	have=${have%%-*}
 	if ! _version_ge "${have:-0}" "$want"; then
 		die "Rust $have is older than the $want this workspace needs. Install a current toolchain with rustup (https://rustup.rs) for root, or put its cargo first in PATH."
 	fi
@@ -72,13 +144,19 @@ ensure_rust() {
 }
 
 # Makes sure the components ci/test uses exist, installing them through rustup
-# when that is how Rust was installed.
+# when that is how Rust was installed, else as the packages that go with the
+# packaged toolchain in use.
 ensure_rust_tools() {
+	local fmt=rustfmt clippy=rust-clippy
+	if package_installed rustc-web; then
+		fmt=rustfmt-web
+		clippy=rust-web-clippy
+	fi
 	if ! cargo fmt --version >/dev/null 2>&1; then
-		if command -v rustup >/dev/null; then rustup component add rustfmt; else ensure_packages rustfmt; fi
+		if command -v rustup >/dev/null; then rustup component add rustfmt; else ensure_packages "$fmt"; fi
 	fi
 	if ! cargo clippy --version >/dev/null 2>&1; then
-		if command -v rustup >/dev/null; then rustup component add clippy; else ensure_packages rust-clippy; fi
+		if command -v rustup >/dev/null; then rustup component add clippy; else ensure_packages "$clippy"; fi
 	fi
 	cargo fmt --version >/dev/null 2>&1 || die "cargo fmt is not available"
 	cargo clippy --version >/dev/null 2>&1 || die "cargo clippy is not available"
@@ -165,11 +243,11 @@ require_trusted_path() {
 	done
 }
 
-# Release builds are static-pie: every launch then skips the dynamic loader's
-# work (a third of a start-up on a VM, where its CPU probing is slow), and
-# the setuid helper loads no shared library while privileged. The explicit
-# --target keeps the flag off proc macros and build scripts, which must stay
-# dynamic.
+# Release builds link dynamically against glibc, as sudo, su and newuidmap
+# do: glibc supports NSS modules (systemd, sss, ldap, extrausers) only in
+# dynamically linked programs, and the loader runs in secure mode for the
+# setuid helper. The explicit --target keeps the release binaries in one
+# place whatever RUSTFLAGS a caller adds.
 rust_host() {
 	rustc -vV | sed -n 's/^host: //p'
 }
@@ -178,10 +256,35 @@ rust_host() {
 cargo_release() {
 	local dir=$1
 	shift
-	RUSTFLAGS="-C target-feature=+crt-static${RUSTFLAGS:+ $RUSTFLAGS}" \
-		cargo build --release --locked --target "$(rust_host)" --target-dir "$dir" "$@"
+	cargo build --release --locked --target "$(rust_host)" --target-dir "$dir" "$@"
 }
 
 release_dir() {
 	printf '%s/%s/release\n' "$1" "$(rust_host)"
+}
+
+# cargo_build_linking static|dynamic TARGET_DIR [CARGO_ARGS...]: a release
+# build linked one way or the other whatever cargo_release currently does, so
+# that the bench can price one linking against the other. Both keep the
+# explicit --target, so that the two builds differ in nothing but the flag;
+# the flag comes last, so that it wins over one already in RUSTFLAGS. The
+# binaries land in $(linking_release_dir TARGET_DIR).
+cargo_build_linking() {
+	local mode=$1 dir=$2 feature
+	shift 2
+	case $mode in
+	static) feature=+crt-static ;;
+	dynamic) feature=-crt-static ;;
+	*) die "cargo_build_linking: static or dynamic, not '$mode'" ;;
+	esac
+	RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=$feature" \
+		cargo build --release --locked --target "$(_linking_host)" --target-dir "$dir" "$@"
+}
+
+linking_release_dir() {
+	printf '%s/%s/release\n' "$1" "$(_linking_host)"
+}
+
+_linking_host() {
+	rustc -vV | sed -n 's/^host: //p'
 }

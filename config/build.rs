@@ -8,9 +8,10 @@ fn fixed_path(var: &str, default: &str) -> String {
     println!("cargo:rerun-if-env-changed={var}");
     let value = env::var(var).unwrap_or_else(|_| default.to_owned());
     let path = Path::new(&value);
-    if !path.is_absolute() || value.contains("..") || value.contains('\n') {
-        panic!("{var} must be an absolute path without '..', got {value:?}");
-    }
+    assert!(
+        path.is_absolute() && !value.contains("..") && !value.contains('\n'),
+        "{var} must be an absolute path without '..', got {value:?}"
+    );
     value.trim_end_matches('/').to_owned()
 }
 

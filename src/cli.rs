@@ -36,15 +36,80 @@ pub struct Options {
     /// list the configured distros and where each is defined
     #[argh(switch, short = 'l')]
     pub list: bool,
+    /// show distro NAME: its config, volumes, OS, whether you may use it,
+    /// and the backend you would get
+    #[argh(option, arg_name = "NAME")]
+    pub info: Option<String>,
+    /// with --list or --info: print JSON, for scripts
+    #[argh(switch)]
+    pub json: bool,
+    /// check this machine for you, and say what to fix
+    #[argh(switch)]
+    pub doctor: bool,
     /// print the version and the compiled-in paths
     #[argh(switch)]
     pub version: bool,
+    /// create the per-user distro NAME from --tarball FILE, --oci PATH or --debian SUITE
+    #[argh(option, arg_name = "NAME")]
+    pub create: Option<String>,
+    /// with --create: a rootfs tarball, plain, gzip, xz or zstd
+    #[argh(option, arg_name = "FILE")]
+    pub tarball: Option<PathBuf>,
+    /// with --create: an OCI image layout directory, an oci-archive or a
+    /// docker save tarball
+    #[argh(option, arg_name = "PATH")]
+    pub oci: Option<PathBuf>,
+    /// with --oci: the image to take, where there are several
+    #[argh(option, arg_name = "TAG")]
+    pub tag: Option<String>,
+    /// with --create: build a Debian or derivative SUITE with mmdebstrap
+    #[argh(option, arg_name = "SUITE")]
+    pub debian: Option<String>,
+    /// with --debian: the mirror (default: the one the host's apt uses)
+    #[argh(option, arg_name = "URL")]
+    pub mirror: Option<String>,
+    /// with --debian: more packages, separated by commas
+    #[argh(option, arg_name = "PKG,...")]
+    pub include: Option<String>,
+    /// with --create, as root: a system distro, root-owned, configured in
+    /// SYSCONFDIR/distrorun.d
+    #[argh(switch)]
+    pub system: bool,
+    /// with --system: where the tree goes (default /var/lib/distrorun)
+    #[argh(option, arg_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// with --create: no progress bar and no summary line
+    #[argh(switch, short = 'q')]
+    pub quiet: bool,
+    /// remove the per-user distro NAME: its tree and its config
+    #[argh(option, arg_name = "NAME")]
+    pub remove: Option<String>,
+    /// with --remove: do not ask for confirmation
+    #[argh(switch)]
+    pub yes: bool,
+    /// run as root inside a per-user distro (over your subordinate ids), to
+    /// maintain it
+    #[argh(switch)]
+    pub root: bool,
+    /// write a launcher for APP, a desktop file of distro NAME, to your
+    /// applications menu: --export NAME APP
+    #[argh(option, arg_name = "NAME")]
+    pub export: Option<String>,
+    /// write a wrapper script for TOOL, a program of distro NAME, to
+    /// ~/.local/bin: --export-bin NAME TOOL
+    #[argh(option, arg_name = "NAME")]
+    pub export_bin: Option<String>,
+    /// remove what --export or --export-bin wrote: --unexport NAME APP|TOOL
+    #[argh(option, arg_name = "NAME")]
+    pub unexport: Option<String>,
     /// the distro to run in
     #[argh(positional)]
     pub name: Option<String>,
 }
 
-/// What the command line asks for.
+/// What the command line asks for. Made once per run and consumed at once,
+/// so the size of its largest variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 pub enum Parsed {
     Run {
         opts: Options,
@@ -53,11 +118,47 @@ pub enum Parsed {
     },
     /// `--help` or `--version`: print this on stdout and exit 0.
     Print(String),
-    /// `--list`.
-    List,
+    /// `--list`, as JSON with `--json`.
+    List {
+        json: bool,
+    },
+    /// `--info NAME`, as JSON with `--json`.
+    Info {
+        name: String,
+        json: bool,
+    },
+    /// `--doctor`.
+    Doctor,
+    /// `--create NAME SOURCE`.
+    Create(crate::create::CreateArgs),
+    /// `--export`, `--export-bin` or `--unexport`.
+    Export(crate::export::Request),
+    /// `--remove NAME [--yes]`.
+    Remove {
+        name: String,
+        yes: bool,
+    },
 }
 
-const TAKES_VALUE: &[&str] = &["-d", "--directory", "--backend", "--extra-volume"];
+const TAKES_VALUE: &[&str] = &[
+    "-d",
+    "--directory",
+    "--backend",
+    "--extra-volume",
+    "--info",
+    "--create",
+    "--tarball",
+    "--oci",
+    "--tag",
+    "--debian",
+    "--mirror",
+    "--include",
+    "--state-dir",
+    "--remove",
+    "--export",
+    "--export-bin",
+    "--unexport",
+];
 
 pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Parsed, Error> {
     let split = args::split(argv, TAKES_VALUE)?;
@@ -80,13 +181,144 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Parsed, Error> 
     if opts.version {
         return Ok(Parsed::Print(version()));
     }
-    if opts.list {
-        return Ok(Parsed::List);
+    if let Some(query) = query(&opts, &split) {
+        return query;
+    }
+    if let Some(parsed) = lifecycle(&opts, &split)? {
+        return Ok(parsed);
+    }
+    if let Some(request) = export(&opts, &split)? {
+        return Ok(Parsed::Export(request));
     }
     match opts.name.clone() {
         Some(name) => Ok(Parsed::Run { opts, name, command: split.command }),
         None => Err(Error::Usage("no distro name given".into())),
     }
+}
+
+/// `--list`, `--info` and `--doctor`, which take no distro name or command
+/// of their own.
+fn query(opts: &Options, split: &args::Split) -> Option<Result<Parsed, Error>> {
+    let asked = [(opts.list, "--list"), (opts.info.is_some(), "--info"), (opts.doctor, "--doctor")];
+    let mut given = asked.iter().filter(|(on, _)| *on).map(|(_, flag)| *flag);
+    let Some(flag) = given.next() else {
+        return opts.json.then(|| Err(Error::Usage("--json goes with --list or --info".into())));
+    };
+    if let Some(other) = given.next() {
+        return Some(Err(Error::Usage(format!("{flag} and {other} cannot be combined"))));
+    }
+    // A command comes only after a name, so the name is what to name.
+    if let Some(extra) = &split.name {
+        return Some(Err(Error::Usage(format!(
+            "{flag} takes no distro name or command, but {extra:?} follows"
+        ))));
+    }
+    Some(Ok(match (opts.list, &opts.info) {
+        (true, _) => Parsed::List { json: opts.json },
+        (_, Some(name)) => Parsed::Info { name: name.clone(), json: opts.json },
+        _ if opts.json => return Some(Err(Error::Usage("--json goes with --list or --info".into()))),
+        _ => Parsed::Doctor,
+    }))
+}
+
+/// `--create` and `--remove`, which take the distro's name as their value
+/// and no command.
+fn lifecycle(opts: &Options, split: &args::Split) -> Result<Option<Parsed>, Error> {
+    let stray = split.name.is_some() || !split.command.is_empty();
+    match (&opts.create, &opts.remove) {
+        (Some(_), Some(_)) => Err(Error::Usage("--create and --remove cannot be combined".into())),
+        (Some(name), None) => {
+            if stray {
+                return Err(Error::Usage(format!(
+                    "--create {name} takes no distro name or command after it"
+                )));
+            }
+            if opts.tag.is_some() && opts.oci.is_none() {
+                return Err(Error::Usage("--tag goes with --oci PATH".into()));
+            }
+            if (opts.mirror.is_some() || opts.include.is_some()) && opts.debian.is_none() {
+                return Err(Error::Usage("--mirror and --include go with --debian SUITE".into()));
+            }
+            let source = match (&opts.tarball, &opts.oci, &opts.debian) {
+                (Some(file), None, None) => crate::create::Source::Tarball(file.clone()),
+                (None, Some(path), None) => {
+                    crate::create::Source::Oci { path: path.clone(), tag: opts.tag.clone() }
+                }
+                (None, None, Some(suite)) => crate::create::Source::Debian(crate::create::debian::Debian {
+                    suite: suite.clone(),
+                    mirror: opts.mirror.clone(),
+                    include: opts.include.clone(),
+                }),
+                (None, None, None) => {
+                    return Err(Error::Usage(format!(
+                        "--create {name} needs a source: --tarball FILE, --oci PATH or --debian SUITE"
+                    )))
+                }
+                _ => {
+                    return Err(Error::Usage(format!(
+                        "--create {name} takes one source: --tarball, --oci or --debian"
+                    )))
+                }
+            };
+            Ok(Some(Parsed::Create(crate::create::CreateArgs {
+                name: name.clone(),
+                source,
+                quiet: opts.quiet,
+                system: opts.system,
+                state_dir: opts.state_dir.clone(),
+            })))
+        }
+        (None, Some(name)) => {
+            if stray {
+                return Err(Error::Usage(format!(
+                    "--remove {name} takes no distro name or command after it"
+                )));
+            }
+            Ok(Some(Parsed::Remove { name: name.clone(), yes: opts.yes }))
+        }
+        (None, None)
+            if opts.tarball.is_some()
+                || opts.oci.is_some()
+                || opts.tag.is_some()
+                || opts.debian.is_some()
+                || opts.mirror.is_some()
+                || opts.include.is_some() =>
+        {
+            Err(Error::Usage(
+                "--tarball, --oci, --tag, --debian, --mirror and --include go with --create NAME".into(),
+            ))
+        }
+        (None, None) if opts.yes => Err(Error::Usage("--yes goes with --remove NAME".into())),
+        (None, None) if opts.system || opts.state_dir.is_some() || opts.quiet => {
+            Err(Error::Usage("--system, --state-dir and --quiet go with --create NAME".into()))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// `--export NAME APP`, `--export-bin NAME TOOL`, `--unexport NAME WHAT`:
+/// the distro is the option's value, and what to export follows it.
+fn export(opts: &Options, split: &args::Split) -> Result<Option<crate::export::Request>, Error> {
+    use crate::export::Request;
+    let asked =
+        [("--export", &opts.export), ("--export-bin", &opts.export_bin), ("--unexport", &opts.unexport)];
+    let mut given = asked.iter().filter_map(|(flag, v)| v.as_ref().map(|v| (*flag, v.clone())));
+    let Some((flag, distro)) = given.next() else { return Ok(None) };
+    if let Some((other, _)) = given.next() {
+        return Err(Error::Usage(format!("{flag} and {other} cannot be combined")));
+    }
+    let what = match (&split.name, split.command.as_slice()) {
+        (Some(what), []) => what.clone(),
+        (None, _) => return Err(Error::Usage(format!("{flag} {distro} needs what to export after it"))),
+        (Some(_), _) => {
+            return Err(Error::Usage(format!("{flag} {distro} takes one thing to export, not more")))
+        }
+    };
+    Ok(Some(match flag {
+        "--export" => Request::App { distro, app: what },
+        "--export-bin" => Request::Bin { distro, tool: what },
+        _ => Request::Remove { distro, what },
+    }))
 }
 
 fn help() -> String {

@@ -5,7 +5,13 @@
 
 mod backend;
 mod cli;
+mod create;
+mod doctor;
+mod export;
+mod info;
+mod remove;
 mod run;
+mod subids;
 
 use std::process::ExitCode;
 
@@ -13,7 +19,7 @@ fn main() -> ExitCode {
     match run::run(std::env::args_os().skip(1)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            distrorun_helper::note(format_args!("{err}"));
+            distrorun_engine::note(format_args!("{err}"));
             if let Some(hint) = err.hint() {
                 eprintln!("{hint}");
             }

@@ -2,23 +2,30 @@
 //! plan, pick the backend, and hand the plan to the engine.
 
 use std::ffi::{CString, OsString};
+use std::fmt::Write as _;
 use std::io::Write;
-use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 use distrorun_config::access::{self, Caller};
-use distrorun_config::{load, paths, plan, Command, Found, Origin, Plan, Request};
-use distrorun_helper::{envfd, exec, rootfs, sys, userns, Env, Error, Log};
+use distrorun_config::handoff::{self, HelperArgs};
+use distrorun_config::{load, paths, Command, Found, Origin, Plan};
+use distrorun_engine::rootfs::{self, AlreadyHeld};
+use distrorun_engine::userdb::{self, Lookup};
+use distrorun_engine::{exec, sys, userns, Env, Error, Log};
+use nix::errno::Errno;
 use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
+use nix::sys::memfd::{memfd_create, MFdFlags};
 use nix::sys::stat::Mode;
-use nix::unistd::{execve, getresgid, getresuid};
+use nix::unistd::{execve, getresgid, getresuid, write};
 
 use crate::backend::{self, Decision};
 use crate::cli::{self, Options, Parsed};
+use crate::{doctor, info};
 
-/// Runs distrorun. Returns only for `--help`, `--version`, `--list` and
-/// `--dry-run`; otherwise the process becomes the command, or fails.
+/// Runs distrorun. Returns only for `--help`, `--version`, `--list`,
+/// `--info`, `--doctor` and `--dry-run`; otherwise the process becomes the command, or fails.
 pub fn run(argv: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
     let (opts, name, command) = match cli::parse(argv)? {
         Parsed::Print(text) => {
@@ -26,7 +33,16 @@ pub fn run(argv: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
             let _ = std::io::stdout().write_all(text.as_bytes());
             return Ok(());
         }
-        Parsed::List => return list(),
+        Parsed::List { json: false } => {
+            list();
+            return Ok(());
+        }
+        Parsed::List { json: true } => return info::list_json(),
+        Parsed::Info { name, json } => return info::info(&name, json),
+        Parsed::Doctor => return doctor::doctor(),
+        Parsed::Create(request) => return crate::create::create(&request, &caller()?),
+        Parsed::Remove { name, yes } => return crate::remove::remove(&name, yes, &caller()?),
+        Parsed::Export(request) => return crate::export::run(&request),
         Parsed::Run { opts, name, command } => (opts, name, command),
     };
     let log = Log { verbose: opts.verbose || opts.dry_run };
@@ -35,15 +51,25 @@ pub fn run(argv: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
     let origin = if found.origin == Origin::System { "system" } else { "user" };
     log.step(format_args!("config {} ({origin})", found.path.display()));
     access::check(&found.name, &found.distro, &caller)?;
+    let fake_root = crate::subids::check_root(opts.root, &found, &caller)?;
     let decision = backend::decide(opts.backend, &found, &caller)?;
+    let lookup = identity_lookup(&caller, fake_root);
     if opts.dry_run {
-        describe(&make_plan(&found, &opts, command)?, &decision, &log);
+        // The helper trusts only root's files; a dry run judges as it would.
+        let helper = matches!(decision, Decision::Helper { .. });
+        let lookup = lookup.map(|l| Lookup { only_root_files: helper, ..l });
+        describe(&make_plan(&found, &opts, command)?, &decision, lookup.as_ref(), log);
         return Ok(());
     }
     // The plan is made only where it is carried out: the helper makes its
     // own from the trusted config, and is told nothing it would have to trust.
-    match enter(decision, &found, &caller, &log)? {
-        Entered::Namespaces => Err(build_and_exec(&make_plan(&found, &opts, command)?, &log)),
+    match enter(decision, &found, &caller, log)? {
+        Entered::Namespaces => {
+            if fake_root {
+                crate::subids::become_root()?;
+            }
+            Err(build_and_exec(&make_plan(&found, &opts, command)?, lookup.as_ref(), log))
+        }
         Entered::Nothing => Err(exec_helper(&opts, &name, &command)),
     }
 }
@@ -58,11 +84,11 @@ enum Entered {
 
 /// Enters the namespaces of the chosen backend, falling back to the helper
 /// where the kernel forbids user namespaces and the choice allows it.
-fn enter(decision: Decision, found: &Found, caller: &Caller, log: &Log) -> Result<Entered, Error> {
+fn enter(decision: Decision, found: &Found, caller: &Caller, log: Log) -> Result<Entered, Error> {
     let decision = match decision {
-        Decision::Userns { strict } => match userns::enter(caller.uid, caller.gid, backend::simulation())? {
+        Decision::Userns { strict } => match crate::subids::enter(found, caller, backend::simulation())? {
             Ok(()) => Decision::Userns { strict },
-            Err(forbidden) => backend::fall_back(found, forbidden, strict)?,
+            Err(forbidden) => backend::fall_back(found, forbidden, strict).map_err(doctor::point_to)?,
         },
         Decision::Root => {
             userns::enter_mount_namespace()?;
@@ -77,14 +103,31 @@ fn enter(decision: Decision, found: &Found, caller: &Caller, log: &Log) -> Resul
     })
 }
 
+/// Whose identity `user_db` provides inside: none for root, or for `--root`
+/// in a per-user distro, who maintain the distro and must see and change its
+/// own files (adding a package may add a system user).
+fn identity_lookup(caller: &Caller, fake_root: bool) -> Option<Lookup> {
+    (!caller.uid.is_root() && !fake_root).then_some(Lookup {
+        uid: caller.uid,
+        gid: caller.gid,
+        groups: caller.groups.clone(),
+        only_root_files: false,
+        via_etc: backend::identity_via_etc(),
+    })
+}
+
 /// The userns and root backends: the engine runs in this very process.
-fn build_and_exec(plan: &Plan, log: &Log) -> Error {
+fn build_and_exec(plan: &Plan, lookup: Option<&Lookup>, log: Log) -> Error {
     let steps = || -> Result<Vec<CString>, Error> {
         let dir = open(&plan.root, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
             .map_err(|e| {
                 Error::sys(format!("open the directory {} of distro {}", plan.root.display(), plan.distro), e)
             })?;
-        rootfs::enter(plan, dir, log)?;
+        let identity = match lookup {
+            Some(lookup) => userdb::prepare(plan, &dir, lookup, log)?,
+            None => None,
+        };
+        rootfs::enter(plan, &dir, &AlreadyHeld, identity.as_ref(), log)?;
         exec::enter_workdir(plan, log)?;
         exec::argv(plan)
     };
@@ -99,47 +142,61 @@ fn build_and_exec(plan: &Plan, log: &Log) -> Error {
 /// only what it cannot derive itself: the name, the options and the command.
 fn exec_helper(opts: &Options, name: &str, command: &[OsString]) -> Error {
     let helper = paths::helper_path();
-    let fd = match envfd::to_memfd(&sys::current_environ()) {
+    let fd = match sys::current_environ()
+        .map_err(|e| Error::sys("read distrorun's environment", e))
+        .and_then(|vars| environment_memfd(&vars))
+    {
         Ok(fd) => fd,
         Err(e) => return e,
     };
-    // The helper needs a free descriptor to start (a dynamically linked build
-    // needs it in its loader, which fails with a message that reads like
-    // "not found"). The probe's copy is close-on-exec, so exec frees it again.
+    // The helper needs a free descriptor to start (the dynamic loader opens
+    // libraries, and fails with a message that reads like "not found"). The
+    // probe's copy is close-on-exec, so exec frees it again.
     if let Err(e) = fcntl(&fd, FcntlArg::F_DUPFD_CLOEXEC(0)) {
         return Error::sys("keep a file descriptor free for the setuid helper", e)
             .with_hint("raise the open-files limit (ulimit -n)");
     }
-    let mut words: Vec<Vec<u8>> = vec![
-        helper.as_os_str().as_bytes().to_vec(),
-        b"--env-fd".to_vec(),
-        fd.as_raw_fd().to_string().into_bytes(),
-    ];
-    if opts.verbose {
-        words.push(b"-v".to_vec());
-    }
-    if let Some(dir) = &opts.directory {
-        words.extend([b"-d".to_vec(), dir.as_os_str().as_bytes().to_vec()]);
-    }
-    for volume in &opts.extra_volume {
-        words.extend([b"--extra-volume".to_vec(), volume.as_os_str().as_bytes().to_vec()]);
-    }
-    words.extend([name.as_bytes().to_vec(), b"--".to_vec()]);
-    words.extend(command.iter().map(|w| w.as_bytes().to_vec()));
-    let argv: Result<Vec<CString>, _> = words.into_iter().map(CString::new).collect();
-    let Ok(argv) = argv else {
+    let handoff = HelperArgs {
+        env_fd: fd.as_raw_fd(),
+        verbose: opts.verbose,
+        directory: opts.directory.clone(),
+        extra_volumes: opts.extra_volume.clone(),
+        name: name.to_owned(),
+        command: command.to_vec(),
+    };
+    let words = std::iter::once(helper.clone().into_os_string()).chain(handoff.to_words());
+    let Ok(argv) = words.map(|w| CString::new(w.into_vec())).collect::<Result<Vec<CString>, _>>() else {
         return Error::msg("an argument contains a NUL byte");
     };
     if let Err(e) = sys::restore_sigpipe() {
         return Error::sys("restore the SIGPIPE disposition", e);
     }
     let Err(e) = execve(argv[0].as_c_str(), &argv, &[] as &[CString]);
-    Error::sys(format!("run the setuid helper {}", helper.display()), e)
+    doctor::point_to(Error::sys(format!("run the setuid helper {}", helper.display()), e))
+}
+
+/// A sealed memfd holding `vars` in the hand-off format. It is not
+/// close-on-exec: the helper inherits it, and finds it sealed, which is
+/// how it knows it can trust its contents not to change.
+fn environment_memfd(vars: &[CString]) -> Result<OwnedFd, Error> {
+    let fail = |e| Error::sys("pass the environment to the setuid helper", e);
+    let bytes = handoff::encode_environment(vars);
+    let fd = memfd_create(c"distrorun-environ", MFdFlags::MFD_ALLOW_SEALING).map_err(fail)?;
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        match write(&fd, rest) {
+            Ok(n) => rest = &rest[n..],
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(fail(e)),
+        }
+    }
+    fcntl(&fd, FcntlArg::F_ADD_SEALS(handoff::environment_seals())).map_err(fail)?;
+    Ok(fd)
 }
 
 /// Who runs distrorun. It must never run with privilege it was not started
 /// with: the privileged part is the helper, and only the helper.
-fn caller() -> Result<Caller, Error> {
+pub(crate) fn caller() -> Result<Caller, Error> {
     let (u, g) = match (getresuid(), getresgid()) {
         (Ok(u), Ok(g)) => (u, g),
         (Err(e), _) | (_, Err(e)) => return Err(Error::sys("read the caller's ids", e)),
@@ -153,18 +210,18 @@ fn caller() -> Result<Caller, Error> {
     Ok(Caller { uid: u.real, gid: g.real, groups })
 }
 
-fn find_config(name: &str) -> Result<Found, Error> {
+pub(crate) fn find_config(name: &str) -> Result<Found, Error> {
     Ok(load::find(name, &paths::system_config_dir(), user_config_dir().as_deref())?)
 }
 
-fn user_config_dir() -> Option<PathBuf> {
+pub(crate) fn user_config_dir() -> Option<PathBuf> {
     let xdg = std::env::var_os("XDG_CONFIG_HOME");
     let home = std::env::var_os("HOME");
     load::user_config_dir(xdg.as_deref().map(Path::new), home.as_deref().map(Path::new))
 }
 
 /// `--list`: one line per distro, `NAME<TAB>system|user<TAB>CONFIG`.
-fn list() -> Result<(), Error> {
+fn list() {
     let (system, user) = (paths::system_config_dir(), user_config_dir());
     let mut out = String::new();
     for (name, origin) in load::list(&system, user.as_deref()) {
@@ -172,32 +229,47 @@ fn list() -> Result<(), Error> {
             Origin::System => (system.as_path(), "system"),
             Origin::User => (user.as_deref().unwrap_or(Path::new("")), "user"),
         };
-        out.push_str(&format!("{name}\t{kind}\t{}\n", dir.join(format!("{name}.conf")).display()));
+        let ids = if origin == Origin::User { crate::subids::list_column(&name) } else { "" };
+        let _ = writeln!(out, "{name}\t{kind}\t{}{ids}", dir.join(format!("{name}.conf")).display());
     }
+    // What --export and --export-bin wrote: NAME<TAB>export<TAB>WHAT<TAB>FILE.
+    out.push_str(&crate::export::list_lines());
     // Asked for explicitly; a closed stdout is not worth an error.
     let _ = std::io::stdout().write_all(out.as_bytes());
-    Ok(())
 }
 
 fn make_plan(found: &Found, opts: &Options, command: Vec<OsString>) -> Result<Plan, Error> {
-    let cwd = plan::base_dir(std::env::var_os("PWD").as_deref(), opts.directory.as_deref())?;
-    Ok(Plan::new(Request {
+    Ok(Plan::for_caller(
         found,
-        extra_volumes: &opts.extra_volume,
-        directory: opts.directory.as_deref(),
-        cwd: &cwd,
+        opts.directory.as_deref(),
+        &opts.extra_volume,
         command,
-        shell: std::env::var_os("SHELL").map(PathBuf::from),
-    })?)
+        std::env::var_os("PWD").as_deref(),
+        std::env::var_os("SHELL").as_deref(),
+    )?)
 }
 
 /// `--dry-run`: the plan, in the words `-v` uses, and nothing done.
-fn describe(plan: &Plan, decision: &Decision, log: &Log) {
+fn describe(plan: &Plan, decision: &Decision, lookup: Option<&Lookup>, log: Log) {
     log.step(format_args!("backend {}", decision.describe()));
     log.step(format_args!("root {} ({})", plan.root.display(), plan.root_attrs));
     for m in &plan.mounts {
         let optional = if m.optional { ", if it exists" } else { "" };
         log.step(format_args!("mount {} on {} ({}){optional}", m.src.display(), m.dst.display(), m.attrs));
+    }
+    match lookup {
+        // The entries it would add, read and looked up as a run would. Like
+        // the rest of a dry run, what would fail is shown, not fatal.
+        Some(lookup) => {
+            let shown =
+                open(&plan.root, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                    .map_err(|e| Error::sys(format!("open the directory {}", plan.root.display()), e))
+                    .and_then(|dir| userdb::prepare(plan, &dir, lookup, log));
+            if let Err(e) = shown {
+                log.step(format_args!("user_db {}: {e}", plan.user_db.as_str()));
+            }
+        }
+        None => log.step(format_args!("user_db {}: not applied for root", plan.user_db.as_str())),
     }
     log.step(format_args!("directory {}", plan.workdir.display()));
     match &plan.command {

@@ -1,9 +1,7 @@
 //! Mistakes in configs and on the command line: each ends with status 125 and
 //! an error that says what is wrong and where, never a panic.
 
-mod common;
-
-use common::*;
+use distrorun_testkit::*;
 use std::path::Path;
 
 /// The config written verbatim under a fresh name, run as the test user.
@@ -188,8 +186,7 @@ fn help_succeeds() {
 #[test]
 fn list_names_system_and_per_user_distros_with_their_files() {
     let system = TestDistro::standard("listed");
-    let user_name = unique("listed-user");
-    let user = UserDistro::new(USER, &user_name, &ron_config(Path::new(GUEST), STANDARD_VOLUMES, ""));
+    let user = UserDistro::standard("listed-user");
     let out = Run::user(&["--list"]).output();
     out.assert_ok();
     let lines: Vec<String> = out.stdout_str().lines().map(str::to_owned).collect();

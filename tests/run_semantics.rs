@@ -3,9 +3,7 @@
 //! as an unprivileged user once per backend; the root caller and per-user
 //! configs have their own tests at the end.
 
-mod common;
-
-use common::*;
+use distrorun_testkit::*;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::fd::AsRawFd;
@@ -685,14 +683,14 @@ fn roots_mounts_never_reach_the_host() {
 
 #[test]
 fn a_per_user_config_works_with_the_userns_backend() {
-    let name = unique("mine");
-    let mine = UserDistro::new(USER, &name, &ron_config(Path::new(GUEST), STANDARD_VOLUMES, ""));
-    let out = Run::user(&["-v", &name, "cat", "/etc/os-release"]).backend(Backend::Userns).output();
+    let mine = UserDistro::standard("mine");
+    let name = &mine.name;
+    let out = Run::user(&["-v", name, "cat", "/etc/os-release"]).backend(Backend::Userns).output();
     out.assert_code(0);
     assert!(out.stdout_str().contains(&format!("VERSION_CODENAME={}", guest_suite())), "{}", out.report());
     out.assert_stderr_has(&format!("distrorun: config {} (user)", mine.conf.display()));
     // auto chooses userns here, so the per-user config works without a flag.
-    Run::user(&[&name, "true"]).output().assert_ok();
+    Run::user(&[name, "true"]).output().assert_ok();
 }
 
 #[test]
@@ -708,9 +706,8 @@ fn the_same_name_in_system_and_user_config_is_an_error_naming_both() {
 
 #[test]
 fn the_helper_backend_refuses_a_per_user_config() {
-    let name = unique("mine-helper");
-    let _mine = UserDistro::new(USER, &name, &ron_config(Path::new(GUEST), STANDARD_VOLUMES, ""));
-    Run::user(&[&name, "true"])
+    let mine = UserDistro::standard("mine-helper");
+    Run::user(&[&mine.name, "true"])
         .backend(Backend::Helper)
         .output()
         .assert_own_error()

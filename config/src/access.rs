@@ -55,10 +55,12 @@ mod tests {
         Distro {
             dir: "/srv/x".into(),
             mapped_volumes: vec![],
-            users: users.map(|u| u.iter().map(|s| s.to_string()).collect()),
-            groups: groups.map(|g| g.iter().map(|s| s.to_string()).collect()),
+            users: users.map(|u| u.iter().map(ToString::to_string).collect()),
+            groups: groups.map(|g| g.iter().map(ToString::to_string).collect()),
             allow_setuid: false,
-            backend: Default::default(),
+            backend: crate::BackendChoice::default(),
+            ids: crate::IdMode::Own,
+            user_db: crate::UserDb::Caller,
         }
     }
 

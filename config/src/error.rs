@@ -30,8 +30,8 @@ pub enum Error {
     Denied { name: String, user: String },
     /// A `--extra-volume` or `--directory` argument that cannot be used.
     BadPath { what: &'static str, path: PathBuf, why: String },
-    /// The helper was asked for something it only does for system distros.
-    NotSystem { name: String, why: String },
+    /// What `distrorun` handed the setuid helper is malformed.
+    Handoff(String),
 }
 
 impl Error {
@@ -101,7 +101,7 @@ impl fmt::Display for Error {
             Error::BadPath { what, path, why } => {
                 write!(f, "{what} {}: {why}", path.display())
             }
-            Error::NotSystem { name, why } => write!(f, "distro {name}: {why}"),
+            Error::Handoff(msg) => f.write_str(msg),
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod access;
 pub mod args;
 mod error;
+pub mod handoff;
 pub mod libconfig;
 pub mod load;
 pub mod name;
@@ -15,8 +16,10 @@ pub mod paths;
 pub mod plan;
 pub mod schema;
 pub mod trust;
+pub mod userdb;
 
 pub use error::Error;
 pub use load::{Found, Origin};
-pub use plan::{Attrs, Command, MountSpec, Plan, Request, VolumeOrigin};
-pub use schema::{BackendChoice, Distro, Volume};
+pub use plan::{Attrs, Command, MountSpec, Plan, Request, SourceChecks, VolumeOrigin};
+pub use schema::{BackendChoice, Distro, IdMode, Volume};
+pub use userdb::UserDb;

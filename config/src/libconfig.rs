@@ -6,9 +6,8 @@
 /// True when `text` looks like libconfig: its first token is a setting name
 /// followed by `=` or `:`, where RON would start with `(`.
 pub fn looks_like_libconfig(text: &str) -> bool {
-    let tokens = match tokenize(text) {
-        Ok(t) => t,
-        Err(()) => return false,
+    let Ok(tokens) = tokenize(text) else {
+        return false;
     };
     matches!(tokens.as_slice(), [Tok::Ident(_), Tok::Punct('=' | ':'), ..])
 }

@@ -3,12 +3,15 @@
 //! decided here is unit-testable without privilege, and `--dry-run` and
 //! `--verbose` show exactly what will be done.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::schema::{depth, is_within, path_problem};
-use crate::{Error, Found};
+use crate::{Error, Found, UserDb};
+
+/// The files that `user_db` provides, as paths inside the distro.
+pub const IDENTITY_FILES: [&str; 2] = ["/etc/passwd", "/etc/group"];
 
 /// Mount attributes, applied recursively to a mount and all its submounts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,6 +53,26 @@ pub enum VolumeOrigin {
     Extra,
 }
 
+/// What the engine verifies on a volume's source once it has opened it,
+/// before mounting it. The checks run on the open descriptor, so the path
+/// is looked up once and what is checked is what is mounted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceChecks {
+    /// It must be a directory that the caller may search, judged by the
+    /// caller's real ids and no capability.
+    pub caller_may_search: bool,
+    /// It must not lie on procfs, sysfs or another kernel file system,
+    /// whatever path led there.
+    pub not_kernel_fs: bool,
+}
+
+impl SourceChecks {
+    /// A path the caller names: it must give them nothing they could not
+    /// reach themselves, and nothing of the kernel's beyond /proc and /sys,
+    /// which are always mounted anyway.
+    const CALLER: SourceChecks = SourceChecks { caller_may_search: true, not_kernel_fs: true };
+}
+
 /// One recursive bind of a host path onto a path inside the distro.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountSpec {
@@ -59,6 +82,7 @@ pub struct MountSpec {
     pub attrs: Attrs,
     pub optional: bool,
     pub origin: VolumeOrigin,
+    pub checks: SourceChecks,
 }
 
 /// What to exec once inside.
@@ -88,6 +112,8 @@ pub struct Plan {
     pub command: Command,
     /// Setuid programs inside may gain privilege (helper backend only).
     pub allow_setuid: bool,
+    /// Which `/etc/passwd` and `/etc/group` the command sees.
+    pub user_db: UserDb,
 }
 
 /// Everything the plan is made from, gathered by the caller.
@@ -116,12 +142,13 @@ impl Plan {
                 attrs: Attrs { read_only: v.read_only, ..attrs },
                 optional: v.optional,
                 origin: VolumeOrigin::Config,
+                checks: SourceChecks::default(),
             });
         }
         // A volume already there, from the config or an earlier option, is
         // not mounted a second time on top of itself.
         let mut present: std::collections::HashSet<(PathBuf, PathBuf)> = match req.extra_volumes {
-            [] => Default::default(),
+            [] => std::collections::HashSet::default(),
             _ => distro.mapped_volumes.iter().map(|v| (v.src.clone(), v.dst.clone())).collect(),
         };
         for extra in req.extra_volumes {
@@ -135,6 +162,7 @@ impl Plan {
                 attrs: Attrs::HOST,
                 optional: false,
                 origin: VolumeOrigin::Extra,
+                checks: SourceChecks::CALLER,
             });
         }
         // Stable, so volumes at the same depth keep the config's order.
@@ -165,7 +193,48 @@ impl Plan {
             workdir_is_cwd,
             command,
             allow_setuid: distro.allow_setuid,
+            user_db: distro.user_db,
         })
+    }
+
+    /// The one way both backends make a plan, from the config and what the
+    /// caller asked for. `pwd` and `shell` are the caller's `$PWD` and
+    /// `$SHELL`, as the command will see them.
+    pub fn for_caller(
+        found: &Found,
+        directory: Option<&Path>,
+        extra_volumes: &[PathBuf],
+        command: Vec<OsString>,
+        pwd: Option<&OsStr>,
+        shell: Option<&OsStr>,
+    ) -> Result<Plan, Error> {
+        let cwd = base_dir(pwd, directory)?;
+        Plan::new(Request {
+            found,
+            extra_volumes,
+            directory,
+            cwd: &cwd,
+            command,
+            shell: shell.map(PathBuf::from),
+        })
+    }
+
+    /// The identity files to provide inside, and where they come from;
+    /// None when the distro's own are used. A volume mounted on `/etc`, or
+    /// on either file, is the admin's choice of files and wins: the second
+    /// value names it.
+    pub fn identity_files(&self) -> (Option<UserDb>, Option<&Path>) {
+        if self.user_db == UserDb::Distro {
+            return (None, None);
+        }
+        let covering = self
+            .mounts
+            .iter()
+            .find(|m| [IDENTITY_FILES[0], IDENTITY_FILES[1]].iter().any(|f| is_within(Path::new(f), &m.dst)));
+        match covering {
+            Some(m) => (None, Some(m.dst.as_path())),
+            None => (Some(self.user_db), None),
+        }
     }
 
     /// `dst` of a mount as a host path under the distro root, for messages.
@@ -181,6 +250,7 @@ fn kernel_mount(path: &str) -> MountSpec {
         attrs: Attrs::KERNEL,
         optional: false,
         origin: VolumeOrigin::Kernel,
+        checks: SourceChecks::default(),
     }
 }
 
@@ -207,7 +277,7 @@ fn extra_volume_path(given: &Path, cwd: &Path, name: &str, allow_setuid: bool) -
 /// The caller's current directory: `$PWD` when it names the same directory
 /// as `getcwd()` (so a path through a symlink stays as the user typed it, as
 /// `pwd -L` shows it), else the physical path.
-pub fn current_dir(pwd: Option<&std::ffi::OsStr>) -> Result<PathBuf, Error> {
+pub fn current_dir(pwd: Option<&OsStr>) -> Result<PathBuf, Error> {
     let physical = nix::unistd::getcwd().map_err(|e| Error::io("find", "the current directory", e))?;
     if let Some(pwd) = pwd.map(Path::new).filter(|p| p.is_absolute() && path_problem(p).is_none()) {
         if let (Ok(a), Ok(b)) = (nix::sys::stat::stat(pwd), nix::sys::stat::stat(".")) {
@@ -221,7 +291,7 @@ pub fn current_dir(pwd: Option<&std::ffi::OsStr>) -> Result<PathBuf, Error> {
 
 /// The current directory a plan starts from. When it cannot be found (it
 /// was deleted), an absolute `--directory` still lets the run go ahead.
-pub fn base_dir(pwd: Option<&std::ffi::OsStr>, directory: Option<&Path>) -> Result<PathBuf, Error> {
+pub fn base_dir(pwd: Option<&OsStr>, directory: Option<&Path>) -> Result<PathBuf, Error> {
     match (current_dir(pwd), directory) {
         (Ok(cwd), _) => Ok(cwd),
         (Err(_), Some(dir)) if dir.is_absolute() => Ok(PathBuf::from("/")),
@@ -257,7 +327,9 @@ mod tests {
                 users: None,
                 groups: None,
                 allow_setuid,
-                backend: Default::default(),
+                backend: crate::BackendChoice::default(),
+                ids: crate::IdMode::Own,
+                user_db: crate::UserDb::Caller,
             },
         }
     }
@@ -335,6 +407,20 @@ mod tests {
             plan(&f, &[], Some("sub"), "/home/u", &["true"]).unwrap().workdir,
             Path::new("/home/u/sub")
         );
+    }
+
+    #[test]
+    fn identity_files_unless_a_volume_covers_them() {
+        let p = plan(&found(&["/home"], false), &[], None, "/", &["true"]).unwrap();
+        assert_eq!(p.identity_files(), (Some(UserDb::Caller), None));
+        for covering in ["/etc", "/etc/passwd", "/etc/group"] {
+            let p = plan(&found(&["/home", covering], false), &[], None, "/", &["true"]).unwrap();
+            assert_eq!(p.identity_files(), (None, Some(Path::new(covering))));
+        }
+        let p = plan(&found(&["/etc/ssl"], false), &[], None, "/", &["true"]).unwrap();
+        assert_eq!(p.identity_files().0, Some(UserDb::Caller));
+        let p = Plan { user_db: UserDb::Distro, ..p };
+        assert_eq!(p.identity_files(), (None, None));
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::path::{Component, Path, PathBuf};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+use crate::userdb::UserDb;
+
 /// One distro, as its config file describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +29,47 @@ pub struct Distro {
     /// Which backend to use when the command line does not say.
     #[serde(default)]
     pub backend: BackendChoice,
+    /// How the user namespace maps ids; `"subuid"` marks a per-user distro
+    /// made by `distrorun --create`, owned through the caller's
+    /// subordinate ranges.
+    #[serde(default)]
+    pub ids: IdMode,
+    /// Where the command's `/etc/passwd` and `/etc/group` come from:
+    /// `"caller"` (the default), `"distro"` or `"host"`.
+    #[serde(default)]
+    pub user_db: UserDb,
+}
+
+/// How the userns backend maps ids for a distro.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IdMode {
+    /// Only the caller's own uid and gid, mapped to themselves.
+    #[default]
+    Own,
+    /// Keep-id over the caller's `/etc/subuid` and `/etc/subgid` ranges:
+    /// the caller's ids map to themselves, root and the distro's other ids
+    /// onto the ranges, written by newuidmap and newgidmap.
+    Subuid,
+}
+
+impl IdMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdMode::Own => "own",
+            IdMode::Subuid => "subuid",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for IdMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Written as a string, `ids: "subuid"`, like the paths around it.
+        match String::deserialize(d)?.as_str() {
+            "own" => Ok(IdMode::Own),
+            "subuid" => Ok(IdMode::Subuid),
+            other => Err(de::Error::invalid_value(de::Unexpected::Str(other), &"\"own\" or \"subuid\"")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -198,6 +241,39 @@ mod tests {
         assert_eq!(d.backend, BackendChoice::Auto);
         assert!(!d.allow_setuid);
         assert_eq!(d.users, None);
+        assert_eq!(d.user_db, UserDb::Caller);
+    }
+
+    #[test]
+    fn the_desktop_example_parses_and_lists_what_desktops_need() {
+        let d = parse(include_str!("../examples/desktop.conf")).unwrap();
+        let dsts: Vec<&str> = d.mapped_volumes.iter().map(|v| v.dst.to_str().unwrap()).collect();
+        assert_eq!(
+            dsts,
+            [
+                "/dev",
+                "/home",
+                "/tmp",
+                "/run",
+                "/etc/resolv.conf",
+                "/etc/localtime",
+                "/etc/hosts",
+                "/etc/machine-id",
+                "/media",
+                "/mnt"
+            ]
+        );
+        let optional: Vec<bool> = d.mapped_volumes.iter().map(|v| v.optional).collect();
+        assert_eq!(optional, [false, false, false, false, false, false, false, false, true, true]);
+        assert_eq!(d.user_db, UserDb::Caller);
+    }
+
+    #[test]
+    fn user_db_takes_three_sources() {
+        for (text, want) in [("distro", UserDb::Distro), ("caller", UserDb::Caller), ("host", UserDb::Host)] {
+            assert_eq!(parse(&format!(r#"(dir: "/srv/x", user_db: "{text}")"#)).unwrap().user_db, want);
+        }
+        assert!(parse(r#"(dir: "/srv/x", user_db: "nss")"#).unwrap_err().contains("\"caller\""));
     }
 
     #[test]
@@ -224,6 +300,13 @@ mod tests {
         let d = parse(r#"(dir: "/srv/x", users: ["alice"], groups: [])"#).unwrap();
         assert_eq!(d.users, Some(vec!["alice".to_owned()]));
         assert_eq!(d.groups, Some(vec![]));
+    }
+
+    #[test]
+    fn ids_is_own_or_subuid() {
+        assert_eq!(parse(r#"(dir: "/srv/x")"#).unwrap().ids, IdMode::Own);
+        assert_eq!(parse(r#"(dir: "/srv/x", ids: "subuid")"#).unwrap().ids, IdMode::Subuid);
+        assert!(parse(r#"(dir: "/srv/x", ids: "other")"#).unwrap_err().contains("subuid"));
     }
 
     #[test]

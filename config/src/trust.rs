@@ -146,7 +146,7 @@ fn for_requested(requested: &Path, err: Error) -> Error {
     }
 }
 
-/// The checked O_PATH descriptor cannot be read, so the file is opened again
+/// The checked `O_PATH` descriptor cannot be read, so the file is opened again
 /// by name and must still be the very inode that was checked.
 fn reopen_for_reading(
     dir: std::os::fd::BorrowedFd,

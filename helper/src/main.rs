@@ -3,55 +3,42 @@
 //!
 //! It does only the mounts and the root switch, then drops every privilege
 //! and execs the command in the same process, so the command is still the
-//! caller's direct child. It trusts nothing the caller controls: its config
-//! comes only from the compiled-in system directory after ownership checks,
-//! paths are resolved with the caller's file-system ids, and the caller's
-//! environment arrives on a descriptor and is handed on without being read.
+//! caller's direct child. It trusts nothing the caller controls: it acts as
+//! the caller from its first step, with its capabilities out of effect
+//! except while it mounts; its config comes only from the compiled-in
+//! system directory after ownership checks, read as the caller; and the
+//! caller's environment arrives on a sealed memfd and is handed on without
+//! being acted on.
 //!
 //! `run` lists every step in the order it happens.
 
-#![deny(unsafe_code)]
 #![no_main]
 
+mod envfd;
+mod privs;
+
 use std::convert::Infallible;
-use std::ffi::{c_char, c_int};
-use std::ffi::{CString, OsString};
-use std::path::PathBuf;
+use std::ffi::{c_char, c_int, CString};
 
-use argh::FromArgs;
-use distrorun_config::{access, args, load, paths, plan, trust, Plan, Request};
-use distrorun_helper::privs::{Privileged, Unprivileged};
-use distrorun_helper::{envfd, exec, note, rootfs, userns, Env, Error, Log};
+use distrorun_config::access::Caller;
+use distrorun_config::handoff::HelperArgs;
+use distrorun_config::{access, load, paths, trust, Plan};
+use distrorun_engine::exec::{self, Env};
+use distrorun_engine::{note, rootfs, sys, userdb, Error, Log};
 
-#[derive(FromArgs)]
-/// distrorun's setuid-root backend. distrorun runs it when user namespaces
-/// are forbidden; it is not meant to be run by hand.
-struct Options {
-    /// descriptor holding the caller's environment (NUL-separated entries)
-    #[argh(option)]
-    env_fd: Option<i32>,
-    /// print each step on stderr
-    #[argh(switch, short = 'v')]
-    verbose: bool,
-    /// run in DIR inside the distro instead of the current directory
-    #[argh(option, short = 'd')]
-    directory: Option<PathBuf>,
-    /// bind-mount the host directory DIR at the same path inside
-    #[argh(option)]
-    extra_volume: Vec<PathBuf>,
-    /// the distro
-    #[argh(positional)]
-    name: String,
-}
+use crate::privs::{Privileged, Unprivileged};
 
 /// The C entry point, called once by the C runtime. Rust's usual start-up
-/// is skipped on purpose: it reads /proc/self/maps, installs signal handlers
-/// and an alternate signal stack, and sets SIGPIPE to ignored, none of which
-/// a program that only prepares an exec needs, and all of which a setuid
-/// program is better without. std works as usual; the arguments come from
-/// `std::env::args_os`.
-// SAFETY: exporting `main` is what `no_main` requires; the arguments are not
-// used, so nothing here depends on their validity.
+/// is skipped on purpose: it polls the standard descriptors, installs signal
+/// handlers and an alternate signal stack, and sets SIGPIPE to ignored, none
+/// of which a program that only prepares an exec needs, and all of which a
+/// setuid program is better without. std works as usual; the arguments come
+/// from `std::env::args_os`.
+///
+/// Exporting the symbol is the one exception to the workspace's ban on
+/// `unsafe_code` outside the engine's `sys` module: `no_mangle` is flagged
+/// because two items exporting one name would clash at link time. This is
+/// the only `main` in the binary, and it runs no unsafe code.
 #[allow(unsafe_code)]
 #[no_mangle]
 pub extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
@@ -70,43 +57,65 @@ pub extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
 }
 
 fn run() -> Result<Infallible, Error> {
-    // 1. Check the privilege, pin it as explicit state, become undumpable.
+    // 1. Check the privilege and pin it as explicit state; become
+    //    undumpable; from here on act as the caller, no capability in effect.
     let privileged = Privileged::acquire()?;
     // 2. Forget the environment the caller gave this process, and never let
     //    a closed 0, 1 or 2 turn a file opened later into stderr.
-    distrorun_helper::sys::clear_own_environment();
+    sys::clear_own_environment().map_err(|e| Error::sys("clear the helper's own environment", e))?;
     ensure_standard_fds()?;
-    // 3. The command line: distro name, options, command. Nothing else.
-    let (opts, command) = parse_args()?;
-    let log = Log { verbose: opts.verbose };
-    // 4. The caller's environment, from the descriptor, kept for the exec.
-    let env = read_environment(&opts)?;
-    // 5. The config, from the system directory only, after trust checks.
-    let found = load::load_trusted(&opts.name)?;
+    // 3. The command line, in the one format distrorun writes.
+    let args = HelperArgs::parse(std::env::args_os().skip(1))?;
+    let log = Log { verbose: args.verbose };
+    // 4. The caller's environment, from the sealed memfd, kept for the exec.
+    let env = Env::Given(envfd::read(args.env_fd)?);
+    // 5. The config, from the system directory only, after trust checks,
+    //    read with the caller's rights.
+    let found = load::load_trusted(&args.name)?;
     // 6. Access control: the distro's users and groups.
     access::check(&found.name, &found.distro, privileged.caller())?;
-    // 7. From here on, every path is resolved as the caller.
-    privileged.resolve_as_caller()?;
-    // 8. The plan, from the trusted config and the caller's request.
-    let plan = make_plan(&found, &opts, command, &env)?;
-    // 9. A private mount namespace: nothing below reaches the host.
-    userns::enter_mount_namespace()?;
-    // 10. The distro directory must be root's and not writable by others.
+    // 7. The plan, from the trusted config and the caller's request.
+    let plan = make_plan(&found, args, &env)?;
+    // 8. A private mount namespace, charged to the caller: nothing below
+    //    reaches the host.
+    privileged.enter_mount_namespace()?;
+    // 9. The distro directory must be root's and not writable by others.
     let distro_dir = trust::open_trusted_dir(&plan.root)?;
-    // 11. The mounts and the root switch, the same engine as the userns backend.
-    rootfs::enter(&plan, distro_dir, &log)?;
-    // 12. The working directory and the command's path, still as the caller.
-    exec::enter_workdir(&plan, &log)?;
-    let argv = exec::argv(&plan)?;
+    // 10. The caller's identity inside (user_db): the distro's /etc/passwd
+    //     and /etc/group from the root-owned tree, and, only where they lack
+    //     the caller, the caller's entry and groups as the host's NSS gives
+    //     them to the helper itself for its real ids; never anything from
+    //     the caller's environment or files. No capability in effect.
+    let identity = userdb::prepare(&plan, &distro_dir, &identity_lookup(privileged.caller()), log)?;
+    // 11. The mounts, the identity files and the root switch, the same
+    //     engine as the userns backend; CAP_SYS_ADMIN is in effect only
+    //     while it mounts.
+    rootfs::enter(&plan, &distro_dir, &privileged, identity.as_ref(), log)?;
+    // 12. The working directory and the command's path, as the caller.
+    exec::enter_workdir(&plan, log)?;
+    let command = exec::argv(&plan)?;
     // 13. Drop every privilege, for good, and verify it.
     let unprivileged = privileged.drop_for_good(plan.allow_setuid)?;
     // 14. Become the command.
-    Err(exec_as_caller(unprivileged, &plan, &argv, &env, &log))
+    Err(exec_as_caller(unprivileged, &plan, &command, &env, log))
+}
+
+/// The caller as the kernel's real ids and groups name them, which the
+/// helper read itself at step 1, for its own NSS lookups; only root's
+/// files are trusted on the way.
+fn identity_lookup(caller: &Caller) -> userdb::Lookup {
+    userdb::Lookup {
+        uid: caller.uid,
+        gid: caller.gid,
+        groups: caller.groups.clone(),
+        only_root_files: true,
+        via_etc: false,
+    }
 }
 
 fn ensure_standard_fds() -> Result<(), Error> {
     for fd in 0..3 {
-        if !distrorun_helper::sys::fd_is_open(fd) {
+        if !sys::fd_is_open(fd) {
             // open() returns the lowest free descriptor, which is this one.
             let null = std::fs::OpenOptions::new()
                 .read(true)
@@ -119,46 +128,28 @@ fn ensure_standard_fds() -> Result<(), Error> {
     Ok(())
 }
 
-fn parse_args() -> Result<(Options, Vec<OsString>), Error> {
-    let split =
-        args::split(std::env::args_os().skip(1), &["--env-fd", "-d", "--directory", "--extra-volume"])?;
-    let mut words: Vec<&str> = split.options.iter().map(String::as_str).collect();
-    words.extend(split.name.as_deref());
-    let opts = Options::from_args(&["distrorun-helper"], &words).map_err(|exit| {
-        let text = exit.output.trim().to_owned();
-        match exit.status {
-            Ok(()) => Error::msg(text).with_kind(distrorun_helper::Kind::Setup),
-            Err(()) => {
-                Error::msg(format!("invalid helper arguments: {}", text.lines().next().unwrap_or("?")))
-            }
-        }
-    })?;
-    Ok((opts, split.command))
-}
-
-fn read_environment(opts: &Options) -> Result<Env, Error> {
-    let fd = opts
-        .env_fd
-        .ok_or_else(|| Error::msg("distrorun-helper needs --env-fd: run distrorun, not the helper"))?;
-    envfd::read(fd).map(Env::Given)
-}
-
-fn make_plan(found: &load::Found, opts: &Options, command: Vec<OsString>, env: &Env) -> Result<Plan, Error> {
-    let cwd = plan::base_dir(env.get("PWD").as_deref(), opts.directory.as_deref())?;
-    let request = Request {
+fn make_plan(found: &load::Found, args: HelperArgs, env: &Env) -> Result<Plan, Error> {
+    let plan = Plan::for_caller(
         found,
-        extra_volumes: &opts.extra_volume,
-        directory: opts.directory.as_deref(),
-        cwd: &cwd,
-        command,
-        shell: env.get("SHELL").map(PathBuf::from),
-    };
-    let plan = Plan::new(request)?;
-    debug_assert!(plan.config.starts_with(paths::system_config_dir()));
+        args.directory.as_deref(),
+        &args.extra_volumes,
+        args.command,
+        env.get("PWD").as_deref(),
+        env.get("SHELL").as_deref(),
+    )?;
+    // `load_trusted` reads nowhere else; a plan from any other config would
+    // mean a bug that hands the caller's file to a privileged process.
+    if !plan.config.starts_with(paths::system_config_dir()) {
+        return Err(Error::msg(format!(
+            "refusing config {}: the helper uses only {}",
+            plan.config.display(),
+            paths::system_config_dir().display()
+        )));
+    }
     Ok(plan)
 }
 
 /// Takes the proof of the drop, so that exec cannot happen before it.
-fn exec_as_caller(_proof: Unprivileged, plan: &Plan, argv: &[CString], env: &Env, log: &Log) -> Error {
+fn exec_as_caller(_proof: Unprivileged, plan: &Plan, argv: &[CString], env: &Env, log: Log) -> Error {
     exec::exec(plan, argv, env, log)
 }

@@ -1,12 +1,13 @@
 /*
  * attack_exec: starts a program the way a hostile caller could, which a shell
  * cannot: with no argv at all, or with an unusual descriptor at a given number.
- * Compiled by tests/helper_attacks.rs into a scratch directory.
+ * Compiled by tests/helper_attacks into a scratch directory.
  *
  *   attack_exec noargv PROGRAM               execve(PROGRAM, {NULL}, environ)
  *   attack_exec opath  FILE FD PROGRAM ARG...  FD = open(FILE, O_PATH)
  *   attack_exec wronly FILE FD PROGRAM ARG...  FD = open(FILE, O_WRONLY)
- *   attack_exec memfd  FILE FD PROGRAM ARG...  FD = a memfd holding FILE's bytes
+ *   attack_exec memfd  FILE FD PROGRAM ARG...  FD = a memfd holding FILE's bytes,
+ *                                           sealed as distrorun seals it
  *   attack_exec fds    FD                   writes "N TARGET" for each open
  *                                           descriptor to FD, standard ones
  *                                           as "closed" when closed
@@ -37,7 +38,7 @@ static int memfd_copy(const char *file)
 	char buf[65536];
 	ssize_t n;
 	int in = open(file, O_RDONLY | O_CLOEXEC);
-	int fd = memfd_create("env", MFD_CLOEXEC);
+	int fd = memfd_create("env", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 
 	if (in < 0)
 		die("open");
@@ -49,6 +50,8 @@ static int memfd_copy(const char *file)
 	if (n < 0)
 		die("read");
 	close(in);
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK) < 0)
+		die("sealing the memfd");
 	if (lseek(fd, 0, SEEK_SET) != 0)
 		die("lseek");
 	return fd;

@@ -1,8 +1,8 @@
 /*
  * attack_preload: a library that, once loaded, leaves a file named after the
  * pid and effective uid of the process that loaded it in MARKER_DIR (given
- * with -D at compile time). tests/helper_attacks.rs offers it through
- * LD_PRELOAD to the setuid helper, which must never load it.
+ * with -D at compile time). tests/helper_attacks/environment.rs offers it
+ * through LD_PRELOAD to the setuid helper, which must never load it.
  */
 #include <fcntl.h>
 #include <stdio.h>

@@ -4,6 +4,8 @@
 //! libconfig translator obeys the same rule, and whatever it produces is
 //! itself parsed.
 
+pub mod handoff;
+
 use std::path::Path;
 
 use distrorun_config::libconfig::{looks_like_libconfig, to_ron};

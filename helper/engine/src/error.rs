@@ -35,18 +35,16 @@ impl Error {
         Error { kind: Kind::Setup, what: what.into(), errno: None, hint: None }
     }
 
+    #[must_use]
     pub fn with_hint(mut self, hint: impl Into<String>) -> Error {
         self.hint = Some(hint.into());
         self
     }
 
+    #[must_use]
     pub fn with_kind(mut self, kind: Kind) -> Error {
         self.kind = kind;
         self
-    }
-
-    pub fn errno(&self) -> Option<Errno> {
-        self.errno
     }
 
     pub fn hint(&self) -> Option<&str> {

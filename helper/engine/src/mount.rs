@@ -9,6 +9,10 @@ use distrorun_config::Attrs;
 use nix::errno::Errno;
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag, AT_FDCWD};
 use nix::mount::{mount, MsFlags};
+use nix::sys::statfs::{
+    fstatfs, BPF_FS_MAGIC, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC, DEBUGFS_MAGIC, PROC_SUPER_MAGIC,
+    SECURITYFS_MAGIC, SYSFS_MAGIC, TRACEFS_MAGIC,
+};
 
 use crate::{sys, Error};
 
@@ -72,6 +76,24 @@ pub fn open_target(root: &OwnedFd, dst: &Path) -> Result<OwnedFd, Errno> {
 /// Attaches the detached `tree` on top of `target`.
 pub fn attach(tree: &OwnedFd, target: &OwnedFd) -> Result<(), Errno> {
     sys::move_mount(tree.as_fd(), target.as_fd())
+}
+
+/// The kernel file system `fd` lies on, when it is one whose files are the
+/// kernel's own state rather than data: procfs, sysfs and the file systems
+/// that are mounted below /sys.
+pub fn kernel_filesystem(fd: &OwnedFd) -> Result<Option<&'static str>, Errno> {
+    let kind = fstatfs(fd)?.filesystem_type();
+    let known = [
+        (PROC_SUPER_MAGIC, "procfs"),
+        (SYSFS_MAGIC, "sysfs"),
+        (CGROUP_SUPER_MAGIC, "cgroup"),
+        (CGROUP2_SUPER_MAGIC, "cgroup2"),
+        (DEBUGFS_MAGIC, "debugfs"),
+        (TRACEFS_MAGIC, "tracefs"),
+        (SECURITYFS_MAGIC, "securityfs"),
+        (BPF_FS_MAGIC, "bpf"),
+    ];
+    Ok(known.iter().find(|(magic, _)| *magic == kind).map(|(_, name)| *name))
 }
 
 /// The message for a mount API call that does not exist on this kernel.

@@ -1,0 +1,28 @@
+# shellcheck shell=bash
+# Tools for the documentation and packaging tests (tests/docs.rs,
+# tests/packaging.rs): man page linters, the shells whose completions are
+# tested, and what `make deb` needs, including the packaged Rust toolchain
+# that debian/control names as a build dependency (on Debian 12, the
+# rustc-web and cargo-web packages; see ensure_rust in ci/lib.sh).
+
+ensure_packages mandoc groff-base groff man-db lintian dpkg-dev debhelper fakeroot \
+	bash-completion zsh fish make
+
+case $(_rust_flavour "$(_rust_min_version)") in
+web) ensure_packages rustc-web cargo-web ;;
+plain) ensure_packages rustc cargo ;;
+*) die "the distribution has no packaged Rust $(_rust_min_version) or later, which debian/control builds with" ;;
+esac
+
+# A package that an interrupted packaging test left installed (it marks
+# its install) is purged; a distrorun package installed by anyone else is
+# left alone, and the packaging test refuses to run over it.
+if [ -e "$TEST_ROOT/pkgtest-installed" ]; then
+	say "purging the distrorun package an interrupted packaging test left installed"
+	rm -f /etc/distrorun.d/pkgtest-*.conf
+	if dpkg-query -W distrorun >/dev/null 2>&1; then
+		DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq distrorun >/dev/null ||
+			die "could not purge the leftover distrorun package"
+	fi
+	rm -f "$TEST_ROOT/pkgtest-installed"
+fi

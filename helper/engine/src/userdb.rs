@@ -1,0 +1,383 @@
+//! `user_db`: the caller's identity inside the distro.
+//!
+//! [`prepare`] runs before any mount, as the caller and with no capability:
+//! it reads the distro's `/etc/passwd` and `/etc/group` through the distro
+//! directory's descriptor, and only when they lack the caller does it ask
+//! the host's NSS (and, for `"host"`, read the host's own files). The merge
+//! itself is the pure [`distrorun_config::userdb`].
+//!
+//! [`install`] runs with the right to mount, after the volumes and before
+//! the root switch: it writes the merged files into a tmpfs made with
+//! `fsopen`/`fsmount`, which is attached nowhere, so the host never sees it
+//! and no other user can reach it, and binds each file, read-only, over
+//! its place in the new root. Nothing is ever written into the distro tree.
+
+use std::ffi::{CStr, CString};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use distrorun_config::plan::IDENTITY_FILES;
+use distrorun_config::userdb::{self, GroupEntry, Limits, Merged, PasswdEntry};
+use distrorun_config::{Attrs, Plan, UserDb};
+use nix::errno::Errno;
+use nix::fcntl::{openat, openat2, OFlag, OpenHow, ResolveFlag, AT_FDCWD};
+use nix::mount::{umount2, MntFlags};
+use nix::sys::stat::{fstat, Mode, SFlag};
+use nix::unistd::{Gid, Group, Uid, User};
+
+use crate::{mount, sys, Error, Log};
+
+/// The largest identity file read; a bigger one is not a passwd file.
+const MAX_FILE: u64 = 16 << 20;
+
+/// The uid the kernel shows for an owner that the user namespace does not
+/// map (`/proc/sys/kernel/overflowuid`, 65534 unless an admin changed it).
+const OVERFLOW_UID: u32 = 65534;
+
+/// Who the caller is, by the kernel's real ids, and how much to trust the
+/// files read on the way: the setuid helper accepts only root's files, the
+/// unprivileged backends also the caller's own and, in a user namespace,
+/// root's shown as unmapped.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    pub uid: Uid,
+    pub gid: Gid,
+    /// The supplementary groups the process holds, which the command keeps.
+    pub groups: Vec<Gid>,
+    pub only_root_files: bool,
+    /// Take the kernels-before-6.15 path in [`install`] even where the
+    /// direct one works, so that the test suite can exercise it; only the
+    /// unprivileged front end's test build ever sets it.
+    pub via_etc: bool,
+}
+
+/// The files to provide, merged and checked, ready for [`install`].
+#[derive(Debug)]
+pub struct Prepared {
+    merged: Merged,
+    via_etc: bool,
+}
+
+/// Decides what the command's identity files hold; None when the distro's
+/// own are used unchanged, and `-v` says why.
+pub fn prepare(
+    plan: &Plan,
+    distro_dir: &OwnedFd,
+    lookup: &Lookup,
+    log: Log,
+) -> Result<Option<Prepared>, Error> {
+    let mode = match plan.identity_files() {
+        (Some(mode), _) => mode,
+        (None, Some(volume)) => {
+            log.step(format_args!(
+                "user_db {}: the volume on {} provides the identity files",
+                plan.user_db.as_str(),
+                volume.display()
+            ));
+            return Ok(None);
+        }
+        (None, None) => return Ok(None),
+    };
+    let tag = mode.as_str();
+    let Some(passwd) = read_distro_file(plan, distro_dir, IDENTITY_FILES[0], lookup)? else {
+        log.step(format_args!(
+            "user_db {tag}: distro {} has no /etc/passwd; its files are used unchanged",
+            plan.distro
+        ));
+        return Ok(None);
+    };
+    let Some(group) = read_distro_file(plan, distro_dir, IDENTITY_FILES[1], lookup)? else {
+        log.step(format_args!(
+            "user_db {tag}: distro {} has no /etc/group; its files are used unchanged",
+            plan.distro
+        ));
+        return Ok(None);
+    };
+    let (uid, gid) = (lookup.uid.as_raw(), lookup.gid.as_raw());
+    if mode == UserDb::Caller && userdb::has_id(&passwd, uid) && userdb::has_id(&group, gid) {
+        log.step(format_args!(
+            "user_db {tag}: the distro knows uid {uid} and gid {gid}; its files are used unchanged"
+        ));
+        return Ok(None);
+    }
+    let Some((me, my_groups)) = caller_from_nss(lookup, log, tag) else { return Ok(None) };
+    let merged = match mode {
+        UserDb::Host => {
+            let host_passwd = read_host_file(Path::new("/etc/passwd"), lookup)?.unwrap_or_default();
+            let host_group = read_host_file(Path::new("/etc/group"), lookup)?.unwrap_or_default();
+            let limits = read_host_file(Path::new("/etc/login.defs"), lookup)?
+                .map_or_else(Limits::default, |t| Limits::from_login_defs(&t));
+            userdb::merge_host(&passwd, &group, &host_passwd, &host_group, limits, &me, &my_groups)
+        }
+        UserDb::Caller | UserDb::Distro => userdb::merge_caller(&passwd, &group, &me, &my_groups),
+    };
+    for why in &merged.skipped {
+        log.step(format_args!("user_db {tag}: left out {why}"));
+    }
+    if mode == UserDb::Caller && merged.is_unchanged() {
+        log.step(format_args!("user_db {tag}: nothing to add; the distro's files are used unchanged"));
+        return Ok(None);
+    }
+    for (file, lines) in [(IDENTITY_FILES[0], &merged.added_users), (IDENTITY_FILES[1], &merged.added_groups)]
+    {
+        for line in lines {
+            log.step(format_args!(
+                "user_db {tag}: {file} + {}",
+                String::from_utf8_lossy(line.trim_ascii_end())
+            ));
+        }
+    }
+    Ok(Some(Prepared { merged, via_etc: lookup.via_etc }))
+}
+
+/// The caller's own entry and groups, as the host's NSS gives them for the
+/// kernel's real ids: never from the caller's environment or files. None,
+/// with a note for `-v`, when NSS does not know the caller.
+fn caller_from_nss(lookup: &Lookup, log: Log, tag: &str) -> Option<(PasswdEntry, Vec<GroupEntry>)> {
+    let uid = lookup.uid;
+    let user = match User::from_uid(uid) {
+        Ok(Some(user)) => user,
+        Ok(None) => {
+            log.step(format_args!("user_db {tag}: the host knows no user with uid {uid}; nothing to add"));
+            return None;
+        }
+        Err(e) => {
+            log.step(format_args!(
+                "user_db {tag}: cannot look up uid {uid} on the host: {}; nothing to add",
+                e.desc()
+            ));
+            return None;
+        }
+    };
+    let me = PasswdEntry {
+        name: user.name.clone().into_bytes(),
+        passwd: b"x".to_vec(),
+        uid: user.uid.as_raw(),
+        gid: user.gid.as_raw(),
+        gecos: user.gecos.as_bytes().to_vec(),
+        dir: user.dir.as_os_str().as_bytes().to_vec(),
+        shell: user.shell.as_os_str().as_bytes().to_vec(),
+    };
+    // The groups the command will hold, as the kernel has them: the real
+    // gid (after newgrp not the passwd one) and the supplementary groups.
+    // Asking the kernel rather than getgrouplist spares walking every NSS
+    // module, which loads each one, when the files already name them all.
+    let mut groups = Vec::with_capacity(lookup.groups.len() + 2);
+    for gid in [lookup.gid, user.gid].into_iter().chain(lookup.groups.iter().copied()) {
+        if let Ok(Some(g)) = Group::from_gid(gid) {
+            groups.push(GroupEntry {
+                name: g.name.into_bytes(),
+                passwd: b"x".to_vec(),
+                gid: g.gid.as_raw(),
+                members: vec![],
+            });
+        }
+    }
+    Some((me, groups))
+}
+
+/// Reads one of the distro's identity files through the distro directory,
+/// never through a symlink (the merged file is bound on exactly this path,
+/// which must not lead elsewhere). None when it does not exist.
+fn read_distro_file(
+    plan: &Plan,
+    distro_dir: &OwnedFd,
+    file: &str,
+    lookup: &Lookup,
+) -> Result<Option<Vec<u8>>, Error> {
+    let host = plan.host_target(Path::new(file));
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK)
+        .resolve(
+            ResolveFlag::RESOLVE_IN_ROOT
+                | ResolveFlag::RESOLVE_NO_SYMLINKS
+                | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+        );
+    let fd = match openat2(distro_dir.as_fd(), file.trim_start_matches('/'), how) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(None),
+        Err(Errno::ELOOP | Errno::EXDEV) => {
+            return Err(Error::msg(format!(
+                "cannot provide the caller's identity in distro {}: {} is or passes through a symlink",
+                plan.distro,
+                host.display()
+            ))
+            .with_hint(set_distro_hint(plan)))
+        }
+        Err(e) => return Err(Error::sys(format!("open {} of distro {}", host.display(), plan.distro), e)),
+    };
+    read_checked(fd, &host, lookup).map(Some).map_err(|e| e.with_hint(set_distro_hint(plan)))
+}
+
+fn set_distro_hint(plan: &Plan) -> String {
+    format!(
+        "fix the file, or set user_db: \"distro\" in {} to use the tree's files as they are",
+        plan.config.display()
+    )
+}
+
+/// Reads a host file; None when it does not exist.
+fn read_host_file(path: &Path, lookup: &Lookup) -> Result<Option<Vec<u8>>, Error> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+        .resolve(ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    match openat2(AT_FDCWD, path, how) {
+        Ok(fd) => read_checked(fd, path, lookup).map(Some),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(Error::sys(format!("open {} on the host", path.display()), e)),
+    }
+}
+
+/// The whole file, once it is known to be a regular file that no other
+/// user can change: what another user could write must never become
+/// anyone's identity.
+fn read_checked(fd: OwnedFd, shown: &Path, lookup: &Lookup) -> Result<Vec<u8>, Error> {
+    let st = fstat(fd.as_fd()).map_err(|e| Error::sys(format!("examine {}", shown.display()), e))?;
+    let untrusted = |why: &str| {
+        Error::msg(format!("refusing to use {} for the caller's identity: {why}", shown.display()))
+    };
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+        return Err(untrusted("it is not a regular file"));
+    }
+    let owner_ok = st.st_uid == 0
+        || (!lookup.only_root_files && (st.st_uid == lookup.uid.as_raw() || st.st_uid == OVERFLOW_UID));
+    if !owner_ok {
+        return Err(untrusted(&format!("it is owned by uid {}", st.st_uid)));
+    }
+    if st.st_mode & 0o022 != 0 {
+        return Err(untrusted("it is writable by group or others"));
+    }
+    let mut bytes = Vec::new();
+    File::from(fd)
+        .take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::msg(format!("cannot read {}: {e}", shown.display())))?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(untrusted("it is larger than 16 MiB"));
+    }
+    Ok(bytes)
+}
+
+/// Binds the prepared files over `/etc/passwd` and `/etc/group` in the new
+/// root. Needs the right to mount; `root` names the attached new root.
+/// One file at a time, each from a tmpfs of its own, so that the step needs
+/// no more descriptors at once than binding a volume does: the tmpfs and
+/// the copy of its file, then the copy and its mount point.
+pub fn install(plan: &Plan, root: &OwnedFd, prepared: &Prepared, log: Log) -> Result<(), Error> {
+    let fail = |what: &str, e: Errno| {
+        let err = Error::sys(format!("{what} for the identity files of distro {}", plan.distro), e);
+        match mount::explain(e) {
+            Some(hint) => err.with_hint(hint),
+            None => err,
+        }
+    };
+    let files = [(IDENTITY_FILES[0], &prepared.merged.passwd), (IDENTITY_FILES[1], &prepared.merged.group)];
+    for (inside, contents) in files {
+        let copy = private_copy(inside, contents, root, prepared.via_etc)
+            .map_err(|e| fail(&format!("provide {inside}"), e))?;
+        mount::set_attrs(&copy, Attrs { read_only: true, nosuid: true, nodev: true, noexec: true })
+            .map_err(|e| fail(&format!("make {inside} read-only"), e))?;
+        let target = mount::open_target(root, Path::new(inside)).map_err(|e| {
+            Error::sys(
+                format!("open {} of distro {}", plan.host_target(Path::new(inside)).display(), plan.distro),
+                e,
+            )
+        })?;
+        mount::attach(&copy, &target).map_err(|e| fail(&format!("mount the merged {inside}"), e))?;
+    }
+    log.step(format_args!(
+        "user_db {}: /etc/passwd and /etc/group from a private tmpfs (read-only)",
+        plan.user_db.as_str()
+    ));
+    Ok(())
+}
+
+/// A detached bind of a file holding `contents`, in a tmpfs that is
+/// attached nowhere, so that nobody else can reach it.
+fn private_copy(inside: &str, contents: &[u8], root: &OwnedFd, via_etc: bool) -> Result<OwnedFd, Errno> {
+    let tmpfs = {
+        let fs = sys::fsopen(c"tmpfs")?;
+        sys::fsconfig_create(fs.as_fd())?;
+        sys::fsmount(fs.as_fd(), sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC)?
+    };
+    let name = CString::new(inside.trim_start_matches("/etc/")).map_err(|_| Errno::EINVAL)?;
+    write_file(&tmpfs, &name, contents)?;
+    clone_file(&tmpfs, &name, root, via_etc)
+}
+
+fn write_file(dir: &OwnedFd, name: &CStr, contents: &[u8]) -> Result<(), Errno> {
+    let fd = openat(
+        dir.as_fd(),
+        name,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        Mode::from_bits_truncate(0o644),
+    )?;
+    File::from(fd).write_all(contents).map_err(|e| e.raw_os_error().map_or(Errno::EIO, Errno::from_raw))
+}
+
+/// A bind of the file `name` of the detached tmpfs. Kernels before 6.15
+/// refuse to clone from a mount that is in no namespace (EINVAL); there the
+/// tmpfs is attached for a moment on the new root's `/etc`, which it hides
+/// only until it is detached again, right after the copy.
+fn clone_file(tmpfs: &OwnedFd, name: &CStr, root: &OwnedFd, via_etc: bool) -> Result<OwnedFd, Errno> {
+    let flags = sys::OPEN_TREE_CLONE | sys::OPEN_TREE_CLOEXEC;
+    if !via_etc {
+        match sys::open_tree_at(tmpfs.as_fd(), name, flags) {
+            Err(Errno::EINVAL) => {}
+            other => return other,
+        }
+    }
+    mount::attach(tmpfs, &mount::open_target(root, Path::new("/etc"))?)?;
+    let copy = sys::open_tree_at(tmpfs.as_fd(), name, flags);
+    // The descriptor now names the attached tmpfs; /proc/self/fd leads
+    // umount2 to exactly that mount.
+    let detached = umount2(format!("/proc/self/fd/{}", tmpfs.as_raw_fd()).as_str(), MntFlags::MNT_DETACH);
+    let copy = copy?;
+    detached?;
+    Ok(copy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn lookup(only_root_files: bool) -> Lookup {
+        Lookup {
+            uid: nix::unistd::getuid(),
+            gid: nix::unistd::getgid(),
+            groups: vec![],
+            only_root_files,
+            via_etc: false,
+        }
+    }
+
+    fn read(path: &Path, l: &Lookup) -> Result<Vec<u8>, String> {
+        read_host_file(path, l).map(Option::unwrap_or_default).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn only_regular_files_that_no_one_else_can_change_are_read() {
+        let dir = std::env::temp_dir().join(format!("distrorun-userdb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("passwd");
+        std::fs::write(&file, b"a:x:1:1::/:/bin/sh\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // Owned by whoever runs the tests: the caller's own file.
+        assert_eq!(read(&file, &lookup(false)).unwrap(), b"a:x:1:1::/:/bin/sh\n");
+        if !nix::unistd::getuid().is_root() {
+            assert!(read(&file, &lookup(true)).unwrap_err().contains("owned by uid"));
+        }
+        for mode in [0o664, 0o646] {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = read(&file, &lookup(false)).unwrap_err();
+            assert!(err.contains("writable by group or others"), "{err}");
+        }
+        assert!(read(&dir, &lookup(false)).unwrap_err().contains("not a regular file"));
+        assert_eq!(read(&dir.join("missing"), &lookup(false)).unwrap(), b"");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

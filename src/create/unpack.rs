@@ -1,0 +1,588 @@
+//! The one unpacker: writes a tar stream into a tree, through descriptors.
+//!
+//! It runs inside the per-user namespace, so owners are written as the
+//! archive names them and come out right when the tree is later run under
+//! the same mapping. Every member is resolved relative to the tree's root
+//! descriptor: parents with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS)`,
+//! the last component never followed. So a member named `../x` or `/x` is
+//! refused, and so is one written through a symlink that an earlier member
+//! made (`d -> /etc`, then `d/passwd`), the classic tar escape.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use distrorun_engine::Error;
+use nix::errno::Errno;
+use nix::fcntl::{openat, openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{fchmod, fstatat, futimens, mkdirat, utimensat, Mode, SFlag, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{fchown, fchownat, linkat, mkfifoat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
+
+use crate::remove;
+
+/// What an unpack did, for the summary line.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    pub entries: u64,
+    pub bytes: u64,
+    /// Device nodes: they cannot be made without privilege, and the
+    /// distro's `/dev` comes from the host anyway.
+    pub devices: u64,
+    /// Owners outside the mapping, left as the caller's.
+    pub unmapped: u64,
+    /// Extended attributes the kernel refused (`trusted.*` and the like).
+    pub xattrs: u64,
+}
+
+/// How to treat OCI whiteouts (`.wh.NAME`, `.wh..wh..opq`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whiteouts {
+    /// A plain rootfs tarball: `.wh.` names are ordinary files.
+    Literal,
+    /// An image layer: they delete what lower layers made.
+    Apply,
+}
+
+pub struct Unpacker {
+    root: OwnedFd,
+    /// The last parent directory opened, which the next member most likely
+    /// shares.
+    parent: Option<(Vec<u8>, OwnedFd)>,
+    /// Directory times, set once their contents are written.
+    dir_times: Vec<(Vec<u8>, i64)>,
+    /// Paths this layer wrote, which an opaque whiteout keeps.
+    layer_paths: std::collections::HashSet<Vec<u8>>,
+    pub stats: Stats,
+}
+
+/// Progress reports: bytes of archive members written so far.
+pub trait Progress {
+    fn advance(&mut self, entries: u64, bytes: u64);
+}
+
+impl Unpacker {
+    /// `root` must be a directory opened `O_RDONLY | O_DIRECTORY`.
+    pub fn new(root: OwnedFd) -> Unpacker {
+        // Modes come from the archive as they are.
+        nix::sys::stat::umask(Mode::empty());
+        Unpacker {
+            root,
+            parent: None,
+            dir_times: Vec::new(),
+            layer_paths: std::collections::HashSet::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Unpacks one tar stream. `what` names it in errors. Fails on the
+    /// first member that cannot be written safely, and on a stream that is
+    /// corrupt or ends early.
+    pub fn unpack(
+        &mut self,
+        stream: impl Read,
+        what: &str,
+        whiteouts: Whiteouts,
+        progress: &mut dyn Progress,
+    ) -> Result<(), Error> {
+        self.layer_paths.clear();
+        let mut tracked = EofTracker { inner: stream, eof: false };
+        let corrupt = |e: io::Error| Error::msg(format!("{what} is corrupt or truncated: {e}"));
+        {
+            let mut archive = tar::Archive::new(&mut tracked);
+            for entry in archive.entries().map_err(corrupt)? {
+                let mut entry = entry.map_err(corrupt)?;
+                self.member(&mut entry, what, whiteouts)?;
+                self.stats.entries += 1;
+                progress.advance(1, entry.size());
+            }
+        }
+        // The tar reader also stops, silently, when the stream ends where a
+        // header should be: only an end-of-archive block is a proper end.
+        if tracked.eof {
+            return Err(Error::msg(format!("{what} is truncated: it ends without an end-of-archive block")));
+        }
+        io::copy(&mut tracked, &mut io::sink()).map_err(corrupt)?;
+        Ok(())
+    }
+
+    /// Sets the times of the directories, deepest first, now that nothing
+    /// more is written into them.
+    pub fn finish(&mut self) -> Result<(), Error> {
+        for (path, mtime) in self.dir_times.drain(..).rev() {
+            let fd = if path.is_empty() {
+                nix::unistd::dup(&self.root).map_err(|e| Error::sys("reopen the tree's root", e))?
+            } else {
+                match open_in_root(&self.root, &path, OFlag::O_RDONLY | OFlag::O_DIRECTORY) {
+                    Ok(fd) => fd,
+                    // Replaced or deleted by a later member.
+                    Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP) => continue,
+                    Err(e) => return Err(Error::sys(format!("reopen the directory {}", shown(&path)), e)),
+                }
+            };
+            let t = TimeSpec::new(mtime, 0);
+            futimens(&fd, &t, &t).map_err(|e| Error::sys(format!("set the times of {}", shown(&path)), e))?;
+        }
+        Ok(())
+    }
+
+    fn member<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<R>,
+        what: &str,
+        whiteouts: Whiteouts,
+    ) -> Result<(), Error> {
+        let raw = entry.path_bytes().into_owned();
+        let path = member_path(&raw, what)?;
+        let kind = entry.header().entry_type();
+        let meta = Meta::of(entry);
+        if path.is_empty() {
+            if kind.is_dir() {
+                let root =
+                    nix::unistd::dup(&self.root).map_err(|e| Error::sys("reopen the tree's root", e))?;
+                self.dir_meta(&root, &path, &meta, entry)?;
+                return Ok(());
+            }
+            return Err(Error::msg(format!("{what}: member {} would replace the tree's root", shown(&raw))));
+        }
+        let (parent_path, name) = split_last(&path);
+        if whiteouts == Whiteouts::Apply {
+            if let Some(hidden) = name.strip_prefix(b".wh.") {
+                let parent = self.open_parent(parent_path, what)?;
+                return self.whiteout(&parent, parent_path, hidden, what);
+            }
+            self.layer_paths.insert(path.clone());
+        }
+        let parent = self.open_parent(parent_path, what)?;
+        let at = At { parent: &parent, name: OsStr::from_bytes(name), path: &path, what };
+        match kind {
+            tar::EntryType::Directory => self.write_dir(&at, &meta, entry),
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                self.write_file(&at, &meta, entry)
+            }
+            tar::EntryType::Symlink => self.write_symlink(&at, &meta, entry),
+            tar::EntryType::Link => self.write_hard_link(&at, entry),
+            tar::EntryType::Fifo => self.write_fifo(&at, &meta),
+            tar::EntryType::Char | tar::EntryType::Block => {
+                self.stats.devices += 1;
+                Ok(())
+            }
+            // Global headers and kinds no rootfs needs carry nothing to write.
+            _ => Ok(()),
+        }
+    }
+
+    fn write_dir<R: Read>(&mut self, at: &At, meta: &Meta, entry: &mut tar::Entry<R>) -> Result<(), Error> {
+        match mkdirat(at.parent, at.name, Mode::S_IRWXU) {
+            Ok(()) => {}
+            Err(Errno::EEXIST) if is_dir_at(at.parent, at.name) => {}
+            Err(Errno::EEXIST) => {
+                remove_at(at.parent, at.name).map_err(|e| at.fail("replace", e))?;
+                mkdirat(at.parent, at.name, Mode::S_IRWXU).map_err(|e| at.fail("create the directory", e))?;
+            }
+            Err(e) => return Err(at.fail("create the directory", e)),
+        }
+        let dir = openat(
+            at.parent,
+            at.name,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| at.fail("open the directory", e))?;
+        self.dir_meta(&dir, at.path, meta, entry)
+    }
+
+    fn write_file<R: Read>(&mut self, at: &At, meta: &Meta, entry: &mut tar::Entry<R>) -> Result<(), Error> {
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let perms = Mode::from_bits_truncate(meta.mode & 0o777);
+        let fd = match openat(at.parent, at.name, flags, perms) {
+            Err(Errno::EEXIST) => {
+                remove_at(at.parent, at.name).map_err(|e| at.fail("replace", e))?;
+                openat(at.parent, at.name, flags, perms)
+            }
+            other => other,
+        }
+        .map_err(|e| at.fail("create", e))?;
+        let mut file = File::from(fd);
+        let size = entry.size();
+        let copied = io::copy(entry, &mut file).map_err(|e| match e.raw_os_error() {
+            Some(errno) => at.fail("write", Errno::from_raw(errno)),
+            None => Error::msg(format!("{} is corrupt or truncated: {e}", at.what)),
+        })?;
+        if copied != size {
+            return Err(Error::msg(format!(
+                "{} is truncated: member {} has {copied} of its {size} bytes",
+                at.what,
+                shown(at.path)
+            )));
+        }
+        self.stats.bytes += copied;
+        self.owner_mode(file.as_fd(), meta, true).map_err(|e| at.fail("set the owner and mode of", e))?;
+        self.xattrs(&file, entry);
+        let t = TimeSpec::new(meta.mtime, 0);
+        futimens(&file, &t, &t).map_err(|e| at.fail("set the times of", e))
+    }
+
+    fn write_symlink<R: Read>(&mut self, at: &At, meta: &Meta, entry: &tar::Entry<R>) -> Result<(), Error> {
+        let target = entry
+            .link_name_bytes()
+            .ok_or_else(|| Error::msg(format!("{}: symlink {} has no target", at.what, shown(at.path))))?
+            .into_owned();
+        let target = OsStr::from_bytes(&target);
+        match symlinkat(target, at.parent, at.name) {
+            Err(Errno::EEXIST) => {
+                remove_at(at.parent, at.name).map_err(|e| at.fail("replace", e))?;
+                symlinkat(target, at.parent, at.name)
+            }
+            other => other,
+        }
+        .map_err(|e| at.fail("create the symlink", e))?;
+        match fchownat(at.parent, at.name, Some(meta.uid), Some(meta.gid), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(()) => {}
+            Err(Errno::EINVAL) => self.stats.unmapped += 1,
+            Err(e) => return Err(at.fail("set the owner of", e)),
+        }
+        let t = TimeSpec::new(meta.mtime, 0);
+        utimensat(at.parent, at.name, &t, &t, UtimensatFlags::NoFollowSymlink)
+            .map_err(|e| at.fail("set the times of", e))
+    }
+
+    /// A hard link's target is resolved inside the tree like any member, and
+    /// its last component is not followed: a link to a symlink links the
+    /// symlink.
+    fn write_hard_link<R: Read>(&mut self, at: &At, entry: &tar::Entry<R>) -> Result<(), Error> {
+        let target_raw = entry
+            .link_name_bytes()
+            .ok_or_else(|| Error::msg(format!("{}: hard link {} has no target", at.what, shown(at.path))))?
+            .into_owned();
+        let target = member_path(&target_raw, at.what)?;
+        if target.is_empty() {
+            return Err(Error::msg(format!(
+                "{}: hard link {} names the tree's root",
+                at.what,
+                shown(at.path)
+            )));
+        }
+        // GNU tar writes a file named twice as a link to itself.
+        if target == at.path {
+            return Ok(());
+        }
+        let (tparent_path, tname) = split_last(&target);
+        let tparent = self.open_dir(tparent_path).map_err(|e| {
+            Error::sys(
+                format!("find {}, the target of hard link {} in {}", shown(&target), shown(at.path), at.what),
+                e,
+            )
+        })?;
+        let tname = OsStr::from_bytes(tname);
+        match linkat(&tparent, tname, at.parent, at.name, AtFlags::empty()) {
+            Err(Errno::EEXIST) => {
+                remove_at(at.parent, at.name).map_err(|e| at.fail("replace", e))?;
+                linkat(&tparent, tname, at.parent, at.name, AtFlags::empty())
+            }
+            other => other,
+        }
+        .map_err(|e| at.fail("create the hard link", e))
+    }
+
+    fn write_fifo(&mut self, at: &At, meta: &Meta) -> Result<(), Error> {
+        let perms = Mode::from_bits_truncate(meta.mode & 0o777);
+        match mkfifoat(at.parent, at.name, perms) {
+            Err(Errno::EEXIST) => {
+                remove_at(at.parent, at.name).map_err(|e| at.fail("replace", e))?;
+                mkfifoat(at.parent, at.name, perms)
+            }
+            other => other,
+        }
+        .map_err(|e| at.fail("create the FIFO", e))?;
+        let fifo =
+            openat(at.parent, at.name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+                .map_err(|e| at.fail("open", e))?;
+        match fchownat(&fifo, "", Some(meta.uid), Some(meta.gid), AtFlags::AT_EMPTY_PATH) {
+            Ok(()) => Ok(()),
+            Err(Errno::EINVAL) => {
+                self.stats.unmapped += 1;
+                Ok(())
+            }
+            Err(e) => Err(at.fail("set the owner of", e)),
+        }
+    }
+
+    fn dir_meta<R: Read>(
+        &mut self,
+        dir: &OwnedFd,
+        path: &[u8],
+        meta: &Meta,
+        entry: &mut tar::Entry<R>,
+    ) -> Result<(), Error> {
+        self.owner_mode(dir.as_fd(), meta, false)
+            .map_err(|e| Error::sys(format!("set the owner and mode of the directory {}", shown(path)), e))?;
+        let file = File::from(nix::unistd::dup(dir).map_err(|e| Error::sys("duplicate a descriptor", e))?);
+        self.xattrs(&file, entry);
+        self.dir_times.push((path.to_vec(), meta.mtime));
+        Ok(())
+    }
+
+    /// Owner first, mode after: chown clears the setuid and setgid bits.
+    /// `created_with_mode`: the object was created with the permission
+    /// bits already (the umask is 0), so only setuid, setgid and sticky
+    /// bits, which creation drops, need a second call.
+    fn owner_mode(&mut self, fd: BorrowedFd, meta: &Meta, created_with_mode: bool) -> Result<(), Errno> {
+        match fchown(fd, Some(meta.uid), Some(meta.gid)) {
+            Ok(()) => {}
+            Err(Errno::EINVAL) => self.stats.unmapped += 1,
+            Err(e) => return Err(e),
+        }
+        if created_with_mode && meta.mode & 0o7000 == 0 {
+            return Ok(());
+        }
+        fchmod(fd, Mode::from_bits_truncate(meta.mode & 0o7777))
+    }
+
+    /// `SCHILY.xattr.*` records: file capabilities (`security.capability`)
+    /// and the like. Set after the owner, since chown clears capabilities.
+    fn xattrs<R: Read>(&mut self, file: &File, entry: &mut tar::Entry<R>) {
+        let Ok(Some(exts)) = entry.pax_extensions() else { return };
+        for ext in exts.flatten() {
+            let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") else { continue };
+            if xattr::FileExt::set_xattr(file, OsStr::from_bytes(name), ext.value_bytes()).is_err() {
+                self.stats.xattrs += 1;
+            }
+        }
+    }
+
+    /// `.wh..wh..opq` empties `dir` of what lower layers put there;
+    /// `.wh.NAME` deletes NAME.
+    fn whiteout(
+        &mut self,
+        parent: &OwnedFd,
+        parent_path: &[u8],
+        hidden: &[u8],
+        what: &str,
+    ) -> Result<(), Error> {
+        let fail = |e: Errno| Error::sys(format!("apply the whiteout of {} in {what}", shown(hidden)), e);
+        if hidden == b".wh..opq" {
+            let keep = |name: &[u8]| {
+                let mut p = parent_path.to_vec();
+                if !p.is_empty() {
+                    p.push(b'/');
+                }
+                p.extend_from_slice(name);
+                self.layer_paths.contains(&p)
+            };
+            return remove::empty_dir(parent, &keep).map_err(fail);
+        }
+        if hidden.is_empty() || hidden == b"." || hidden == b".." || hidden.contains(&b'/') {
+            return Err(Error::msg(format!("{what}: invalid whiteout {}", shown(hidden))));
+        }
+        match remove_at(parent, OsStr::from_bytes(hidden)) {
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Err(e) => Err(fail(e)),
+        }
+    }
+
+    /// The member's parent directory, creating missing ones as tar does.
+    fn open_parent(&mut self, parent: &[u8], what: &str) -> Result<OwnedFd, Error> {
+        if let Some((cached, fd)) = &self.parent {
+            if cached == parent {
+                return nix::unistd::dup(fd).map_err(|e| Error::sys("duplicate a descriptor", e));
+            }
+        }
+        let fd = match self.open_dir(parent) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => self.make_parents(parent, what)?,
+            Err(Errno::ELOOP | Errno::EXDEV | Errno::ENOTDIR) => {
+                return Err(Error::msg(format!(
+                    "{what}: a member would be written through {}, a symbolic link or a file, not a directory; refusing to follow it",
+                    shown(parent)
+                )))
+            }
+            Err(e) => return Err(Error::sys(format!("open the directory {} for {what}", shown(parent)), e)),
+        };
+        let dup = nix::unistd::dup(&fd).map_err(|e| Error::sys("duplicate a descriptor", e))?;
+        self.parent = Some((parent.to_vec(), dup));
+        Ok(fd)
+    }
+
+    fn open_dir(&self, path: &[u8]) -> Result<OwnedFd, Errno> {
+        if path.is_empty() {
+            return nix::unistd::dup(&self.root);
+        }
+        open_in_root(&self.root, path, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+    }
+
+    fn make_parents(&mut self, parent: &[u8], what: &str) -> Result<OwnedFd, Error> {
+        let mut dir = nix::unistd::dup(&self.root).map_err(|e| Error::sys("reopen the tree's root", e))?;
+        for part in parent.split(|b| *b == b'/') {
+            let name = OsStr::from_bytes(part);
+            match mkdirat(&dir, name, Mode::from_bits_truncate(0o755)) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => {
+                    return Err(Error::sys(format!("create the directory {} for {what}", shown(parent)), e))
+                }
+            }
+            dir = openat(
+                &dir,
+                name,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| match e {
+                Errno::ELOOP | Errno::ENOTDIR => Error::msg(format!(
+                    "{what}: a member would be written through {}, a symbolic link or a file, not a directory; refusing to follow it",
+                    shown(parent)
+                )),
+                e => Error::sys(format!("open the directory {} for {what}", shown(parent)), e),
+            })?;
+        }
+        Ok(dir)
+    }
+}
+
+/// Where a member goes: a name in its parent directory.
+struct At<'a> {
+    parent: &'a OwnedFd,
+    name: &'a OsStr,
+    path: &'a [u8],
+    what: &'a str,
+}
+
+impl At<'_> {
+    fn fail(&self, verb: &str, e: Errno) -> Error {
+        Error::sys(format!("{verb} {} from {}", shown(self.path), self.what), e)
+    }
+}
+
+/// The owner, mode and time of a member; PAX records win over the header.
+struct Meta {
+    uid: Uid,
+    gid: Gid,
+    mode: u32,
+    mtime: i64,
+}
+
+impl Meta {
+    fn of<R: Read>(entry: &mut tar::Entry<R>) -> Meta {
+        let h = entry.header();
+        let num = |v: io::Result<u64>| v.ok().and_then(|v| u32::try_from(v).ok());
+        let (mut uid, mut gid) = (num(h.uid()).unwrap_or(0), num(h.gid()).unwrap_or(0));
+        let mode = h.mode().unwrap_or(0o644);
+        let mut mtime = h.mtime().ok().and_then(|t| i64::try_from(t).ok()).unwrap_or(0);
+        if let Ok(Some(exts)) = entry.pax_extensions() {
+            for ext in exts.flatten() {
+                let value = ext.value().unwrap_or("");
+                match ext.key_bytes() {
+                    b"uid" => uid = value.parse().unwrap_or(uid),
+                    b"gid" => gid = value.parse().unwrap_or(gid),
+                    b"mtime" => {
+                        let whole = value.split('.').next().unwrap_or("");
+                        mtime = whole.parse().unwrap_or(mtime);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Meta { uid: Uid::from_raw(uid), gid: Gid::from_raw(gid), mode, mtime }
+    }
+}
+
+/// A member's path as components joined by `/`, with `.` and empty
+/// components dropped. Absolute paths and `..` are refused: they can only
+/// be meant to leave the tree.
+pub fn member_path(raw: &[u8], what: &str) -> Result<Vec<u8>, Error> {
+    if raw.first() == Some(&b'/') {
+        return Err(Error::msg(format!("{what}: member {} has an absolute path", shown(raw))));
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    for part in raw.split(|b| *b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => {
+                return Err(Error::msg(format!(
+                    "{what}: member {} leads out of the tree with '..'",
+                    shown(raw)
+                )))
+            }
+            part => {
+                if !out.is_empty() {
+                    out.push(b'/');
+                }
+                out.extend_from_slice(part);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn split_last(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|b| *b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (&[], path),
+    }
+}
+
+/// Opens `path` below `root` as if `root` were `/`, following no symlink
+/// and no magic link on the way.
+pub fn open_in_root(root: &OwnedFd, path: &[u8], flags: OFlag) -> Result<OwnedFd, Errno> {
+    let how = OpenHow::new().flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW).resolve(
+        ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+    );
+    openat2(root, OsStr::from_bytes(path), how)
+}
+
+fn is_dir_at(dir: &OwnedFd, name: &OsStr) -> bool {
+    fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
+}
+
+/// Removes `name` in `dir`, a whole directory tree included, without
+/// following symlinks or crossing mount points.
+fn remove_at(dir: &OwnedFd, name: &OsStr) -> Result<(), Errno> {
+    if is_dir_at(dir, name) {
+        remove::remove_tree_at(dir, name)
+    } else {
+        unlinkat(dir, name, UnlinkatFlags::NoRemoveDir)
+    }
+}
+
+/// A path from an archive, quoted so that odd bytes show as what they are.
+pub fn shown(path: &[u8]) -> String {
+    format!("{:?}", String::from_utf8_lossy(path))
+}
+
+/// Remembers whether the stream reached its end.
+struct EofTracker<R> {
+    inner: R,
+    eof: bool,
+}
+
+impl<R: Read> Read for EofTracker<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.eof = true;
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::member_path;
+
+    #[test]
+    fn member_paths_are_normalised() {
+        assert_eq!(member_path(b"./etc//passwd", "t").unwrap(), b"etc/passwd");
+        assert_eq!(member_path(b"./", "t").unwrap(), b"");
+        assert_eq!(member_path(b"usr/bin/", "t").unwrap(), b"usr/bin");
+    }
+
+    #[test]
+    fn escaping_member_paths_are_refused() {
+        assert!(member_path(b"/etc/passwd", "t").unwrap_err().to_string().contains("absolute"));
+        assert!(member_path(b"a/../../x", "t").unwrap_err().to_string().contains(".."));
+        assert!(member_path(b"..", "t").is_err());
+    }
+}

@@ -1,0 +1,264 @@
+//! Removing trees by descriptors: `distrorun --remove`, and the replacing
+//! and whiteouts of the unpacker.
+//!
+//! Every directory is opened relative to its parent's descriptor with
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV)`, so a
+//! symlink is only ever unlinked, never followed, and a mount point (a bind
+//! mount of the same file system included) is never entered; its device is
+//! checked too. What cannot be removed for that reason is reported.
+
+use std::ffi::{CStr, OsStr};
+use std::io::{BufRead, IsTerminal, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use distrorun_config::access::Caller;
+use distrorun_config::{IdMode, Origin};
+use distrorun_engine::Error;
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::{open, openat2, renameat2, OFlag, OpenHow, RenameFlags, ResolveFlag};
+use nix::sys::stat::{fstat, Mode, SFlag};
+use nix::unistd::{unlinkat, UnlinkatFlags};
+
+use crate::create;
+
+/// Removes the directory `name` in `parent` and everything below it.
+/// Mount points below it are left in place, and so are their parents: the
+/// call then fails with EBUSY.
+pub fn remove_tree_at(parent: &OwnedFd, name: &OsStr) -> Result<(), Errno> {
+    let mut walk = Walk::default();
+    let mut path = name.as_bytes().to_vec();
+    remove_dir(parent, name, &mut path, &mut walk)?;
+    if walk.left.is_empty() {
+        Ok(())
+    } else {
+        Err(Errno::EBUSY)
+    }
+}
+
+/// Empties the directory `dir`, keeping the entries for which `keep` is
+/// true. Fails with EBUSY if a mount point had to be left.
+pub fn empty_dir(dir: &OwnedFd, keep: &dyn Fn(&[u8]) -> bool) -> Result<(), Errno> {
+    let mut walk = Walk::default();
+    empty(dir, &mut Vec::new(), &mut walk, keep)?;
+    if walk.left.is_empty() {
+        Ok(())
+    } else {
+        Err(Errno::EBUSY)
+    }
+}
+
+/// What a removal left: mount points it did not cross, and the path where
+/// it failed, if it did.
+#[derive(Default)]
+struct Walk {
+    left: Vec<Vec<u8>>,
+    failed: Option<Vec<u8>>,
+}
+
+fn open_subdir(parent: &OwnedFd, name: &OsStr) -> Result<OwnedFd, Errno> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+        .resolve(
+            ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_XDEV,
+        );
+    openat2(parent, name, how)
+}
+
+/// Removes directory `name` in `parent`; `path` names it for the report,
+/// `left` collects mount points that were not crossed.
+fn remove_dir(parent: &OwnedFd, name: &OsStr, path: &mut Vec<u8>, walk: &mut Walk) -> Result<(), Errno> {
+    let parent_dev = fstat(parent)?.st_dev;
+    let dir = match open_subdir(parent, name) {
+        Ok(dir) => dir,
+        Err(Errno::EXDEV) => {
+            walk.left.push(path.clone());
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    if fstat(&dir)?.st_dev != parent_dev {
+        walk.left.push(path.clone());
+        return Ok(());
+    }
+    let before = walk.left.len();
+    empty(&dir, path, walk, &|_| false)?;
+    if walk.left.len() > before {
+        return Ok(());
+    }
+    match unlinkat(parent, name, UnlinkatFlags::RemoveDir) {
+        // A mount point the walk could not see as one (an empty one).
+        Err(Errno::EBUSY) => {
+            walk.left.push(path.clone());
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+fn empty(
+    dir: &OwnedFd,
+    path: &mut Vec<u8>,
+    walk: &mut Walk,
+    keep: &dyn Fn(&[u8]) -> bool,
+) -> Result<(), Errno> {
+    let names = list(dir)?;
+    for (name, is_dir) in names {
+        if keep(&name) {
+            continue;
+        }
+        let os = OsStr::from_bytes(&name);
+        let len = path.len();
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(&name);
+        let result = if is_dir {
+            remove_dir(dir, os, path, walk)
+        } else {
+            match unlinkat(dir, os, UnlinkatFlags::NoRemoveDir) {
+                // A directory after all (the type was unknown), or a file
+                // mount point.
+                Err(Errno::EISDIR) => remove_dir(dir, os, path, walk),
+                Err(Errno::EBUSY) => {
+                    walk.left.push(path.clone());
+                    Ok(())
+                }
+                other => other,
+            }
+        };
+        if result.is_err() && walk.failed.is_none() {
+            walk.failed = Some(path.clone());
+        }
+        path.truncate(len);
+        result?;
+    }
+    Ok(())
+}
+
+/// The entries of `dir` other than `.` and `..`, with whether each is a
+/// directory, read in one pass before anything is removed.
+fn list(dir: &OwnedFd) -> Result<Vec<(Vec<u8>, bool)>, Errno> {
+    let reopened =
+        nix::fcntl::openat(dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+    let mut d = Dir::from_fd(reopened)?;
+    let mut out = Vec::new();
+    let mut unknown = Vec::new();
+    for entry in d.iter() {
+        let entry = entry?;
+        let name: &CStr = entry.file_name();
+        let bytes = name.to_bytes();
+        if bytes == b"." || bytes == b".." {
+            continue;
+        }
+        match entry.file_type() {
+            Some(t) => out.push((bytes.to_vec(), t == nix::dir::Type::Directory)),
+            None => unknown.push(bytes.to_vec()),
+        }
+    }
+    // File systems that do not report the type in the entry.
+    for name in unknown {
+        let is_dir =
+            nix::sys::stat::fstatat(dir, OsStr::from_bytes(&name), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR);
+        out.push((name, is_dir));
+    }
+    Ok(out)
+}
+
+/// `distrorun --remove NAME [--yes]`.
+pub fn remove(name: &str, yes: bool, caller: &Caller) -> Result<(), Error> {
+    let found = crate::run::find_config(name)?;
+    if found.origin == Origin::System {
+        return Err(Error::msg(format!(
+            "distro {name} is a system distro ({}); --remove removes only per-user distros",
+            found.path.display()
+        ))
+        .with_hint("an admin removes a system distro by hand"));
+    }
+    if found.distro.ids != IdMode::Subuid {
+        return Err(Error::msg(format!(
+            "distro {name} ({}) was not made by distrorun --create; remove its tree and config yourself",
+            found.path.display()
+        )));
+    }
+    let dir = found.distro.dir.clone();
+    let (Some(parent), Some(base)) = (dir.parent(), dir.file_name()) else {
+        return Err(Error::msg(format!("distro {name} has no removable directory {}", dir.display())));
+    };
+    if !yes && !confirm(name, &dir, &found.path)? {
+        return Err(Error::msg(format!("distro {name} was not removed")));
+    }
+    let ids = crate::subids::keep_id(caller)?;
+    let parent_fd = open(parent, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| Error::sys(format!("open {}", parent.display()), e))?;
+    create::enter_namespace(&ids)?;
+    // Renamed first, then the config deleted: an interrupted removal leaves
+    // a hidden leftover that the next --create of the name cleans up, never
+    // a distro that looks usable.
+    let hidden = create::partial_name(name);
+    match nix::sys::stat::fstatat(&parent_fd, hidden.as_os_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(_) => remove_leftover(&parent_fd, &hidden, parent)?,
+        Err(Errno::ENOENT) => {}
+        Err(e) => return Err(Error::sys(format!("look at {}", parent.join(&hidden).display()), e)),
+    }
+    // A tree already gone (deleted by hand) leaves only the config to remove.
+    let moved =
+        match renameat2(&parent_fd, base, &parent_fd, hidden.as_os_str(), RenameFlags::RENAME_NOREPLACE) {
+            Ok(()) => true,
+            Err(Errno::ENOENT) => false,
+            Err(e) => return Err(Error::sys(format!("move {} aside for removal", dir.display()), e)),
+        };
+    std::fs::remove_file(&found.path).map_err(|e| {
+        Error::sys(format!("remove {}", found.path.display()), Errno::from_raw(e.raw_os_error().unwrap_or(0)))
+    })?;
+    if moved {
+        remove_leftover(&parent_fd, &hidden, parent)?;
+    }
+    Ok(())
+}
+
+/// Removes `parent/name` by descriptors, reporting what had to stay.
+pub fn remove_leftover(parent_fd: &OwnedFd, name: &Path, parent: &Path) -> Result<(), Error> {
+    let mut walk = Walk::default();
+    let mut path = name.as_os_str().as_bytes().to_vec();
+    remove_dir(parent_fd, name.as_os_str(), &mut path, &mut walk).map_err(|e| {
+        let failed = walk.failed.as_deref().unwrap_or(name.as_os_str().as_bytes());
+        Error::sys(format!("remove {}", parent.join(OsStr::from_bytes(failed)).display()), e)
+    })?;
+    match walk.left.first() {
+        None => Ok(()),
+        Some(first) => {
+            let first = parent.join(OsStr::from_bytes(first));
+            Err(Error::msg(format!(
+                "removed all but {} mount point(s) in {}, such as {}: distrorun never crosses a mount point",
+                walk.left.len(),
+                parent.join(name).display(),
+                first.display()
+            ))
+            .with_hint(format!("unmount it, then delete {}", parent.join(name).display())))
+        }
+    }
+}
+
+/// Asks on the terminal. Without one, and without `--yes`, nothing is removed.
+fn confirm(name: &str, dir: &Path, config: &Path) -> Result<bool, Error> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(Error::msg(format!(
+            "not removing distro {name} without confirmation: standard input is not a terminal"
+        ))
+        .with_hint("pass --yes to remove it without asking"));
+    }
+    eprint!(
+        "distrorun: remove distro {name}, its tree {} and its config {}? [y/N] ",
+        dir.display(),
+        config.display()
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer).map_err(|e| Error::msg(format!("cannot read the answer: {e}")))?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
