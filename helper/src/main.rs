@@ -63,7 +63,8 @@ fn run() -> Result<Infallible, Error> {
     // 2. Forget the environment the caller gave this process, and never let
     //    a closed 0, 1 or 2 turn a file opened later into stderr.
     sys::clear_own_environment().map_err(|e| Error::sys("clear the helper's own environment", e))?;
-    ensure_standard_fds()?;
+    sys::ensure_standard_fds()
+        .map_err(|e| Error::sys("open /dev/null on a closed standard descriptor", e))?;
     // 3. The command line, in the one format distrorun writes.
     let args = HelperArgs::parse(std::env::args_os().skip(1))?;
     let log = Log { verbose: args.verbose };
@@ -111,21 +112,6 @@ fn identity_lookup(caller: &Caller) -> userdb::Lookup {
         only_root_files: true,
         via_etc: false,
     }
-}
-
-fn ensure_standard_fds() -> Result<(), Error> {
-    for fd in 0..3 {
-        if !sys::fd_is_open(fd) {
-            // open() returns the lowest free descriptor, which is this one.
-            let null = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")
-                .map_err(|e| Error::msg(format!("cannot open /dev/null: {e}")))?;
-            std::mem::forget(null);
-        }
-    }
-    Ok(())
 }
 
 fn make_plan(found: &load::Found, args: HelperArgs, env: &Env) -> Result<Plan, Error> {

@@ -244,6 +244,26 @@ pub fn supplementary_groups() -> Result<Vec<nix::unistd::Gid>, Errno> {
     Ok(gids.into_iter().map(nix::unistd::Gid::from_raw).collect())
 }
 
+/// Opens /dev/null on whichever of 0, 1 and 2 the caller left closed, so
+/// that no file opened later becomes a standard stream of the command.
+/// Both binaries enter at their own C `main`, which skips the Rust
+/// runtime's own version of this.
+pub fn ensure_standard_fds() -> Result<(), Errno> {
+    for fd in 0..3 {
+        if !fd_is_open(fd) {
+            // open() returns the lowest free descriptor, which is this one;
+            // it stays open for the life of the process, on purpose.
+            let null = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .map_err(|e| e.raw_os_error().map_or(Errno::EIO, Errno::from_raw))?;
+            std::mem::forget(null);
+        }
+    }
+    Ok(())
+}
+
 /// True when `fd` is an open descriptor of this process.
 pub fn fd_is_open(fd: RawFd) -> bool {
     // SAFETY: F_GETFD only queries the descriptor table; an invalid number

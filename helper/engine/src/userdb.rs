@@ -103,7 +103,10 @@ pub fn prepare(
         ));
         return Ok(None);
     }
-    let Some((me, my_groups)) = caller_from_nss(lookup, log, tag) else { return Ok(None) };
+    // A group the distro already has by id keeps the distro's entry, so
+    // with "caller" it need not be asked of NSS at all.
+    let known_inside = |gid: Gid| mode != UserDb::Host && userdb::has_id(&group, gid.as_raw());
+    let Some((me, my_groups)) = caller_from_nss(lookup, log, tag, known_inside) else { return Ok(None) };
     let merged = match mode {
         UserDb::Host => {
             let host_passwd = read_host_file(Path::new("/etc/passwd"), lookup)?.unwrap_or_default();
@@ -136,7 +139,12 @@ pub fn prepare(
 /// The caller's own entry and groups, as the host's NSS gives them for the
 /// kernel's real ids: never from the caller's environment or files. None,
 /// with a note for `-v`, when NSS does not know the caller.
-fn caller_from_nss(lookup: &Lookup, log: Log, tag: &str) -> Option<(PasswdEntry, Vec<GroupEntry>)> {
+fn caller_from_nss(
+    lookup: &Lookup,
+    log: Log,
+    tag: &str,
+    known_inside: impl Fn(Gid) -> bool,
+) -> Option<(PasswdEntry, Vec<GroupEntry>)> {
     let uid = lookup.uid;
     let user = match User::from_uid(uid) {
         Ok(Some(user)) => user,
@@ -165,8 +173,15 @@ fn caller_from_nss(lookup: &Lookup, log: Log, tag: &str) -> Option<(PasswdEntry,
     // gid (after newgrp not the passwd one) and the supplementary groups.
     // Asking the kernel rather than getgrouplist spares walking every NSS
     // module, which loads each one, when the files already name them all.
+    // Each id is asked once: the real gid is usually the passwd one too,
+    // and among the supplementary groups.
     let mut groups = Vec::with_capacity(lookup.groups.len() + 2);
+    let mut asked = Vec::with_capacity(lookup.groups.len() + 2);
     for gid in [lookup.gid, user.gid].into_iter().chain(lookup.groups.iter().copied()) {
+        if asked.contains(&gid) || known_inside(gid) {
+            continue;
+        }
+        asked.push(gid);
         if let Ok(Some(g)) = Group::from_gid(gid) {
             groups.push(GroupEntry {
                 name: g.name.into_bytes(),
