@@ -200,6 +200,8 @@ struct Info {
     groups: Option<Vec<String>>,
     allow_setuid: bool,
     backend_setting: &'static str,
+    ids: &'static str,
+    user_db: &'static str,
     volumes: Vec<VolumeInfo>,
     may_use: bool,
     why_not: Option<String>,
@@ -249,6 +251,8 @@ pub fn info(name: &str, json: bool) -> Result<(), Error> {
         groups: d.groups.clone(),
         allow_setuid: d.allow_setuid,
         backend_setting: backend_word(d.backend),
+        ids: d.ids.as_str(),
+        user_db: d.user_db.as_str(),
         volumes,
         may_use: ok,
         why_not,
@@ -282,6 +286,8 @@ fn info_text(i: &Info) -> String {
     let _ = writeln!(s, "groups:       {}", list(&i.groups));
     let _ = writeln!(s, "allow_setuid: {}", i.allow_setuid);
     let _ = writeln!(s, "backend:      {} in the config", i.backend_setting);
+    let _ = writeln!(s, "ids:          {}", i.ids);
+    let _ = writeln!(s, "user_db:      {}", i.user_db);
     let _ = writeln!(s, "volumes:");
     for v in &i.volumes {
         let mut flags = vec![if v.read_only { "ro" } else { "rw" }];

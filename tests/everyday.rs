@@ -120,6 +120,8 @@ fn info_shows_config_volumes_os_access_and_backend() {
         "{v}"
     );
     assert_eq!(v["backend"], "userns", "{v}");
+    // The keys a config leaves out show with their defaults.
+    assert_eq!((&v["ids"], &v["user_db"]), (&Value::from("own"), &Value::from("caller")), "{v}");
 
     // Under a seccomp filter, why the helper, and for whom it is not usable.
     let v = json(&Run::user(&["--info", &d.name, "--json"]).deny_userns("EPERM").output());
