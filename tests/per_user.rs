@@ -650,15 +650,80 @@ fn a_layer_that_does_not_match_its_digest_is_refused() {
     assert!(fs::symlink_metadata(homes.partial(&name)).is_err(), "the temporary tree was left behind");
 }
 
-/// mmdebstrap builds the guest's suite from the host's mirror (the network
-/// to Debian's archive is needed, as for the guest tree itself).
+/// Where the `--debian` test keeps what it downloads, across runs, as the
+/// guest tree is kept.
+const MIRROR_CACHE: &str = "/var/cache/distrorun-test/mirror";
+
+/// The host's Debian mirror, from its apt sources: the first URI that ends
+/// in `/debian`.
+fn host_debian_mirror() -> String {
+    let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
+    let mut listed: Vec<PathBuf> =
+        fs::read_dir("/etc/apt/sources.list.d").into_iter().flatten().flatten().map(|e| e.path()).collect();
+    listed.sort();
+    files.extend(listed);
+    files
+        .iter()
+        .filter_map(|f| fs::read_to_string(f).ok())
+        .flat_map(|text| text.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .find(|word| word.starts_with("http") && word.trim_end_matches('/').ends_with("/debian"))
+        .unwrap_or_else(|| panic!("no Debian mirror in the host's apt sources; the --debian test needs one"))
+}
+
+/// `tests/support/mirror_cache.py` in front of the host's mirror, stopped
+/// when dropped.
+struct MirrorCache {
+    child: std::process::Child,
+    url: String,
+}
+
+impl MirrorCache {
+    fn start() -> MirrorCache {
+        use std::io::BufRead;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/mirror_cache.py");
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(&script)
+            .arg(host_debian_mirror())
+            .arg(MIRROR_CACHE)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", script.display()));
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::io::BufReader::new(stdout).read_line(&mut line).expect("read the cache's port");
+        let Some(port) = line.strip_prefix("port ").map(str::trim) else {
+            panic!("mirror_cache said {line:?}");
+        };
+        let url = format!("http://127.0.0.1:{port}");
+        MirrorCache { child, url }
+    }
+}
+
+impl Drop for MirrorCache {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// mmdebstrap builds the guest's suite from the host's mirror, through a
+/// cache that keeps the packages between runs (the network to Debian's
+/// archive is needed once per machine, as for the guest tree itself, and
+/// for the signed Release files every time).
 #[test]
 fn a_debian_suite_is_built_by_mmdebstrap_and_unpacked_with_real_owners() {
     let homes = Homes::new("debian");
     let name = unique("deb");
     let suite = guest_suite();
-    let out = homes.run(&["-q", "--create", &name, "--debian", &suite, "--include", "hello"]).output();
+    let cache = MirrorCache::start();
+    let out = homes
+        .run(&["-q", "--create", &name, "--debian", &suite, "--include", "hello", "--mirror", &cache.url])
+        .output();
+    drop(cache);
     out.assert_ok();
+    let cached = Path::new(MIRROR_CACHE).join("pool");
+    assert!(cached.is_dir(), "nothing was kept in {}", cached.display());
     let (uid, _) = user_ids(USER);
     let out = homes
         .run(&[&name, "sh", "-c", "hello; stat -c %U:%G /etc/shadow /var/cache/apt/archives/partial; id -u"])

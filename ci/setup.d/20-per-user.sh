@@ -7,7 +7,8 @@
 # umoci and skopeo: OCI image layouts; zstd and xz-utils: compressed
 # tarballs; dpkg-dev: dpkg-deb, for the package the --root test installs;
 # libcap2-bin: setcap and getcap, for file capabilities in an archive.
-ensure_packages uidmap zstd xz-utils dpkg-dev umoci skopeo mmdebstrap libcap2-bin
+# python3: the caching proxy the --debian test puts in front of the mirror.
+ensure_packages uidmap zstd xz-utils dpkg-dev umoci skopeo mmdebstrap libcap2-bin python3
 
 # A range per test user, unless useradd already gave one. The ranges must
 # not overlap each other or any other user's.
