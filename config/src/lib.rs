@@ -3,8 +3,6 @@
 //! the setuid helper applies to them, and the [`Plan`] that the engine carries
 //! out. Both binaries share this crate, so that both backends decide alike.
 
-#![forbid(unsafe_code)]
-
 pub mod access;
 pub mod args;
 mod error;

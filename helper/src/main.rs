@@ -18,7 +18,7 @@ mod envfd;
 mod privs;
 
 use std::convert::Infallible;
-use std::ffi::{c_char, c_int, CString};
+use std::ffi::{c_int, CString};
 
 use distrorun_config::access::Caller;
 use distrorun_config::handoff::HelperArgs;
@@ -28,31 +28,17 @@ use distrorun_engine::{note, rootfs, sys, userdb, Error, Log};
 
 use crate::privs::{Privileged, Unprivileged};
 
-/// The C entry point, called once by the C runtime. Rust's usual start-up
-/// is skipped on purpose: it polls the standard descriptors, installs signal
-/// handlers and an alternate signal stack, and sets SIGPIPE to ignored, none
-/// of which a program that only prepares an exec needs, and all of which a
-/// setuid program is better without. std works as usual; the arguments come
-/// from `std::env::args_os`.
-///
-/// Exporting the symbol is the one exception to the workspace's ban on
-/// `unsafe_code` outside the engine's `sys` module: `no_mangle` is flagged
-/// because two items exporting one name would clash at link time. This is
-/// the only `main` in the binary, and it runs no unsafe code.
-#[allow(unsafe_code)]
-#[no_mangle]
-pub extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
+distrorun_engine::c_main!(start);
+
+/// The whole helper, to its exit status; it enters at its own C `main`
+/// ([`distrorun_engine::c_main!`]), skipping Rust's runtime start-up.
+#[cfg_attr(test, allow(dead_code))]
+fn start() -> c_int {
     // The default hook reads RUST_BACKTRACE; the helper reads no variable.
     std::panic::set_hook(Box::new(|_| note(format_args!("internal error in distrorun-helper"))));
     match run() {
         Ok(never) => match never {},
-        Err(err) => {
-            note(format_args!("{err}"));
-            if let Some(hint) = err.hint() {
-                eprintln!("{hint}");
-            }
-            c_int::from(err.exit_status())
-        }
+        Err(err) => c_int::from(err.report()),
     }
 }
 
@@ -63,8 +49,7 @@ fn run() -> Result<Infallible, Error> {
     // 2. Forget the environment the caller gave this process, and never let
     //    a closed 0, 1 or 2 turn a file opened later into stderr.
     sys::clear_own_environment().map_err(|e| Error::sys("clear the helper's own environment", e))?;
-    sys::ensure_standard_fds()
-        .map_err(|e| Error::sys("open /dev/null on a closed standard descriptor", e))?;
+    exec::ensure_standard_streams()?;
     // 3. The command line, in the one format distrorun writes.
     let args = HelperArgs::parse(std::env::args_os().skip(1))?;
     let log = Log { verbose: args.verbose };

@@ -1,4 +1,5 @@
 use std::fmt;
+use std::io::Write;
 
 use nix::errno::Errno;
 
@@ -49,6 +50,17 @@ impl Error {
 
     pub fn hint(&self) -> Option<&str> {
         self.hint.as_deref()
+    }
+
+    /// Prints the error as both binaries do, `distrorun: SENTENCE` and the
+    /// hint on the next line, and returns the exit status it stands for.
+    pub fn report(&self) -> u8 {
+        crate::note(format_args!("{self}"));
+        if let Some(hint) = self.hint() {
+            // stderr may be closed by the caller; a lost hint must not stop the exit.
+            let _ = writeln!(std::io::stderr().lock(), "{hint}");
+        }
+        self.exit_status()
     }
 
     pub fn exit_status(&self) -> u8 {

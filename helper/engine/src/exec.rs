@@ -38,6 +38,13 @@ impl Env {
     }
 }
 
+/// Makes sure 0, 1 and 2 are open (on /dev/null where the caller closed
+/// them), so that no file opened later becomes a standard stream.
+pub fn ensure_standard_streams() -> Result<(), Error> {
+    crate::sys::ensure_standard_fds()
+        .map_err(|e| Error::sys("open /dev/null on a closed standard descriptor", e))
+}
+
 /// Changes to the plan's working directory inside the distro. Nothing runs
 /// when it does not exist: relative paths in the command would silently
 /// name something else.

@@ -5,8 +5,9 @@
 //! [`rootfs::MountPrivilege`]).
 //!
 //! The engine makes no policy decision: it carries out a
-//! [`distrorun_config::Plan`], checks included. Its only `unsafe` code is in
-//! [`sys`], one module per kernel concept around it.
+//! [`distrorun_config::Plan`], checks included. The one module the
+//! workspace's lints let bypass Rust's safety checks is [`sys`]; around it,
+//! one module per kernel concept.
 
 pub mod error;
 pub mod exec;

@@ -244,10 +244,36 @@ pub fn supplementary_groups() -> Result<Vec<nix::unistd::Gid>, Errno> {
     Ok(gids.into_iter().map(nix::unistd::Gid::from_raw).collect())
 }
 
+/// Defines the program's C `main`, which calls `$start` (a `fn() -> c_int`)
+/// and returns its status. Both binaries enter here rather than through
+/// Rust's usual start-up, which polls the standard descriptors, reads
+/// /proc/self/maps, installs signal handlers and an alternate signal stack,
+/// and ignores SIGPIPE: work every launch would pay for programs that only
+/// prepare an exec, and that a setuid program is better without. std works
+/// as usual, and the arguments come from `std::env::args_os`.
+///
+/// `no_mangle` counts as unsafe code, since two items exporting one name
+/// would clash at link time; this is the one place that exports `main`, and
+/// the function runs no unsafe code. Test builds keep the harness's `main`.
+#[macro_export]
+macro_rules! c_main {
+    ($start:path) => {
+        #[cfg(not(test))]
+        #[allow(unsafe_code)]
+        #[no_mangle]
+        pub extern "C" fn main(
+            _argc: ::std::ffi::c_int,
+            _argv: *const *const ::std::ffi::c_char,
+        ) -> ::std::ffi::c_int {
+            $start()
+        }
+    };
+}
+
 /// Opens /dev/null on whichever of 0, 1 and 2 the caller left closed, so
 /// that no file opened later becomes a standard stream of the command.
-/// Both binaries enter at their own C `main`, which skips the Rust
-/// runtime's own version of this.
+/// Both binaries enter at their own C `main` ([`c_main!`]), which skips the
+/// Rust runtime's own version of this.
 pub fn ensure_standard_fds() -> Result<(), Errno> {
     for fd in 0..3 {
         if !fd_is_open(fd) {
