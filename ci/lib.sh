@@ -33,10 +33,12 @@ ensure_packages() {
 	command -v apt-get >/dev/null || die "missing packages: ${missing[*]} (and no apt-get to install them)"
 	say "installing ${missing[*]}"
 	if [ -z "$_apt_updated" ]; then
-		apt-get update -qq || die "apt-get update failed"
+		apt-get -o DPkg::Lock::Timeout=600 update -qq || die "apt-get update failed"
 		_apt_updated=1
 	fi
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+	# Another installer may hold the lock (unattended-upgrades on a fresh
+	# machine): wait for it rather than fail.
+	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
 		die "could not install: ${missing[*]}"
 }
 
