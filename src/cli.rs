@@ -130,9 +130,9 @@ pub enum Parsed {
     /// `--doctor`.
     Doctor,
     /// `--create NAME SOURCE`.
-    Create(crate::create::CreateArgs),
+    Create(crate::commands::create::CreateArgs),
     /// `--export`, `--export-bin` or `--unexport`.
-    Export(crate::export::Request),
+    Export(crate::commands::export::Request),
     /// `--remove NAME [--yes]`.
     Remove {
         name: String,
@@ -240,11 +240,11 @@ fn lifecycle(opts: &Options, split: &args::Split) -> Result<Option<Parsed>, Erro
                 return Err(Error::Usage("--mirror and --include go with --debian SUITE".into()));
             }
             let source = match (&opts.tarball, &opts.oci, &opts.debian) {
-                (Some(file), None, None) => crate::create::Source::Tarball(file.clone()),
+                (Some(file), None, None) => crate::commands::create::Source::Tarball(file.clone()),
                 (None, Some(path), None) => {
-                    crate::create::Source::Oci { path: path.clone(), tag: opts.tag.clone() }
+                    crate::commands::create::Source::Oci { path: path.clone(), tag: opts.tag.clone() }
                 }
-                (None, None, Some(suite)) => crate::create::Source::Debian(crate::create::debian::Debian {
+                (None, None, Some(suite)) => crate::commands::create::Source::Debian(crate::source::debian::Debian {
                     suite: suite.clone(),
                     mirror: opts.mirror.clone(),
                     include: opts.include.clone(),
@@ -260,7 +260,7 @@ fn lifecycle(opts: &Options, split: &args::Split) -> Result<Option<Parsed>, Erro
                     )))
                 }
             };
-            Ok(Some(Parsed::Create(crate::create::CreateArgs {
+            Ok(Some(Parsed::Create(crate::commands::create::CreateArgs {
                 name: name.clone(),
                 source,
                 quiet: opts.quiet,
@@ -298,8 +298,8 @@ fn lifecycle(opts: &Options, split: &args::Split) -> Result<Option<Parsed>, Erro
 
 /// `--export NAME APP`, `--export-bin NAME TOOL`, `--unexport NAME WHAT`:
 /// the distro is the option's value, and what to export follows it.
-fn export(opts: &Options, split: &args::Split) -> Result<Option<crate::export::Request>, Error> {
-    use crate::export::Request;
+fn export(opts: &Options, split: &args::Split) -> Result<Option<crate::commands::export::Request>, Error> {
+    use crate::commands::export::Request;
     let asked =
         [("--export", &opts.export), ("--export-bin", &opts.export_bin), ("--unexport", &opts.unexport)];
     let mut given = asked.iter().filter_map(|(flag, v)| v.as_ref().map(|v| (*flag, v.clone())));

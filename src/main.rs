@@ -6,13 +6,10 @@
 
 mod backend;
 mod cli;
-mod create;
-mod doctor;
-mod export;
-mod info;
-mod remove;
-mod run;
+mod commands;
+mod source;
 mod subids;
+mod tree;
 
 use std::ffi::c_int;
 use std::io::Write;
@@ -27,7 +24,7 @@ distrorun_engine::c_main!(start);
 #[cfg_attr(test, allow(dead_code))]
 fn start() -> c_int {
     let status = distrorun_engine::exec::ensure_standard_streams()
-        .and_then(|()| run::run(std::env::args_os().skip(1)));
+        .and_then(|()| commands::run::run(std::env::args_os().skip(1)));
     // Asked-for output is flushed before exit; a closed stdout is not worth an error.
     let _ = std::io::stdout().flush();
     match status {

@@ -126,7 +126,7 @@ pub fn become_root() -> Result<(), Error> {
 /// for distros owned through subordinate ids, so that the lines of the
 /// others stay as they were.
 pub fn list_column(name: &str) -> &'static str {
-    match crate::run::find_config(name) {
+    match crate::commands::run::find_config(name) {
         Ok(found) if found.distro.ids == IdMode::Subuid => "\tids=subuid",
         _ => "",
     }

@@ -17,7 +17,8 @@ use nix::sys::stat::Mode;
 use nix::sys::statvfs::{statvfs, FsFlags};
 use nix::unistd::User;
 
-use crate::{backend, info, run};
+use crate::backend;
+use crate::commands::{info, run};
 
 const USERNS_CLONE: &str = "/proc/sys/kernel/unprivileged_userns_clone";
 const MAX_USERNS: &str = "/proc/sys/user/max_user_namespaces";

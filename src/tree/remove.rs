@@ -22,7 +22,7 @@ use nix::fcntl::{open, openat2, renameat2, OFlag, OpenHow, RenameFlags, ResolveF
 use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
-use crate::create;
+use crate::commands::create;
 
 /// Removes the directory `name` in `parent` and everything below it.
 /// Mount points below it are left in place, and so are their parents: the
@@ -170,7 +170,7 @@ fn list(dir: &OwnedFd) -> Result<Vec<(Vec<u8>, bool)>, Errno> {
 
 /// `distrorun --remove NAME [--yes]`.
 pub fn remove(name: &str, yes: bool, caller: &Caller) -> Result<(), Error> {
-    let found = crate::run::find_config(name)?;
+    let found = crate::commands::run::find_config(name)?;
     if found.origin == Origin::System {
         return Err(Error::msg(format!(
             "distro {name} is a system distro ({}); --remove removes only per-user distros",

@@ -19,8 +19,8 @@ use nix::fcntl::{open, openat2, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::Mode;
 use serde::Serialize;
 
-use crate::doctor::Userns;
-use crate::run;
+use crate::commands::doctor::Userns;
+use crate::commands::run;
 
 /// The backend a caller would get, and why; `backend` is None when there is
 /// none it could use.

@@ -21,7 +21,7 @@ use nix::sys::stat::{fchmod, fstatat, futimens, mkdirat, utimensat, Mode, SFlag,
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, linkat, mkfifoat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 
-use crate::remove;
+use crate::tree::remove;
 
 /// What an unpack did, for the summary line.
 #[derive(Debug, Default, Clone, Copy)]

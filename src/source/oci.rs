@@ -19,7 +19,7 @@ use distrorun_engine::Error;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::tarball;
+use crate::source::tarball;
 
 /// JSON documents of an image are small; anything larger is refused
 /// rather than read into memory.

@@ -85,7 +85,7 @@ impl Debian {
             cmd.stderr(Stdio::from(copy));
         }
         let child = cmd.spawn().map_err(|e| {
-            Error::msg(format!("cannot run {}: {}", program.display(), super::tarball::errno_text(&e)))
+            Error::msg(format!("cannot run {}: {}", program.display(), crate::source::tarball::errno_text(&e)))
         })?;
         Ok(Running { child, log, what })
     }

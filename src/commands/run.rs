@@ -22,7 +22,7 @@ use nix::unistd::{execve, getresgid, getresuid, write};
 
 use crate::backend::{self, Decision};
 use crate::cli::{self, Options, Parsed};
-use crate::{doctor, info};
+use crate::commands::{doctor, info};
 
 /// Runs distrorun. Returns only for `--help`, `--version`, `--list`,
 /// `--info`, `--doctor` and `--dry-run`; otherwise the process becomes the command, or fails.
@@ -40,9 +40,9 @@ pub fn run(argv: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
         Parsed::List { json: true } => return info::list_json(),
         Parsed::Info { name, json } => return info::info(&name, json),
         Parsed::Doctor => return doctor::doctor(),
-        Parsed::Create(request) => return crate::create::create(&request, &caller()?),
-        Parsed::Remove { name, yes } => return crate::remove::remove(&name, yes, &caller()?),
-        Parsed::Export(request) => return crate::export::run(&request),
+        Parsed::Create(request) => return crate::commands::create::create(&request, &caller()?),
+        Parsed::Remove { name, yes } => return crate::tree::remove::remove(&name, yes, &caller()?),
+        Parsed::Export(request) => return crate::commands::export::run(&request),
         Parsed::Run { opts, name, command } => (opts, name, command),
     };
     let log = Log { verbose: opts.verbose || opts.dry_run };
@@ -233,7 +233,7 @@ fn list() {
         let _ = writeln!(out, "{name}\t{kind}\t{}{ids}", dir.join(format!("{name}.conf")).display());
     }
     // What --export and --export-bin wrote: NAME<TAB>export<TAB>WHAT<TAB>FILE.
-    out.push_str(&crate::export::list_lines());
+    out.push_str(&crate::commands::export::list_lines());
     // Asked for explicitly; a closed stdout is not worth an error.
     let _ = std::io::stdout().write_all(out.as_bytes());
 }

@@ -7,11 +7,6 @@
 //! and renamed. So an interrupted create never leaves a tree or a config
 //! that looks usable, and the next create of the name cleans up.
 
-pub mod debian;
-pub mod oci;
-pub mod tarball;
-pub mod unpack;
-
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -31,8 +26,9 @@ use nix::fcntl::{open, openat, renameat2, AtFlags, OFlag, RenameFlags};
 use nix::sys::stat::{fstatat, mkdirat, Mode, SFlag};
 use nix::unistd::{fchownat, Gid, Uid};
 
-use crate::remove;
-use unpack::{Progress, Stats, Unpacker, Whiteouts};
+use crate::source::{debian, oci, tarball};
+use crate::tree::remove;
+use crate::tree::unpack::{self, Progress, Stats, Unpacker, Whiteouts};
 
 /// What `--create` was asked for.
 #[derive(Debug, Clone)]
@@ -141,7 +137,7 @@ pub fn create(args: &CreateArgs, caller: &Caller) -> Result<(), Error> {
     let config_dir = if args.system {
         paths::system_config_dir()
     } else {
-        crate::run::user_config_dir().ok_or_else(|| {
+        crate::commands::run::user_config_dir().ok_or_else(|| {
             Error::msg("cannot tell where per-user configs go: neither XDG_CONFIG_HOME nor HOME is set")
         })?
     };

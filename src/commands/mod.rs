@@ -1,0 +1,5 @@
+pub mod create;
+pub mod doctor;
+pub mod export;
+pub mod info;
+pub mod run;

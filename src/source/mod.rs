@@ -1,0 +1,3 @@
+pub mod debian;
+pub mod oci;
+pub mod tarball;

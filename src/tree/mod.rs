@@ -1,0 +1,2 @@
+pub mod remove;
+pub mod unpack;
