@@ -6,12 +6,13 @@
 //! reports every way a kernel forbids user namespaces while nothing has
 //! changed yet; this module turns that into the next step.
 
-use std::os::unix::fs::MetadataExt;
-
-use distrorun_config::access::Caller;
+use distrorun_config::access::{self, Caller};
 use distrorun_config::{paths, BackendChoice, Found, Origin};
-use distrorun_engine::userns::{Forbidden, Simulate};
+use distrorun_engine::userns::Forbidden;
 use distrorun_engine::Error;
+use serde::Serialize;
+
+use crate::machine::{Facts, Helper};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -50,16 +51,79 @@ pub fn decide(cli: Option<BackendChoice>, found: &Found, caller: &Caller) -> Res
     }
 }
 
-/// What to do when the kernel forbids user namespaces.
-pub fn fall_back(found: &Found, forbidden: Forbidden, strict: bool) -> Result<Decision, Error> {
+/// What to do when the kernel forbids user namespaces, given the state of
+/// the setuid helper.
+pub fn fall_back(
+    found: &Found,
+    forbidden: Forbidden,
+    strict: bool,
+    helper: &Helper,
+) -> Result<Decision, Error> {
     let Forbidden(why) = forbidden;
     if strict {
         return Err(Error::msg(format!("cannot use the userns backend for distro {}: {why}", found.name))
             .with_hint("use --backend helper, or --backend auto to fall back to it"));
     }
     require_system_config(found, &format!("it needs user namespaces, and {why}"))?;
-    check_helper_installed(&why)?;
+    if let Some(problem) = helper.problem() {
+        return Err(Error::msg(format!(
+            "{why}, and the setuid helper {} {problem}",
+            paths::helper_path().display()
+        ))
+        .with_hint("ask the admin to install distrorun-helper setuid root (make install as root)"));
+    }
     Ok(Decision::Helper { reason: Some(why) })
+}
+
+/// The backend a caller would get, and why; `backend` is None when there is
+/// none it could use.
+#[derive(Debug, Clone, Serialize)]
+pub struct Prediction {
+    pub backend: Option<&'static str>,
+    pub why: String,
+}
+
+/// Predicts the backend from the machine's facts, through the same
+/// [`decide`] and [`fall_back`] a run takes, with the config's choice.
+pub fn predict(found: &Found, caller: &Caller, facts: &Facts) -> Prediction {
+    let some = |b, why: &str| Prediction { backend: Some(b), why: why.to_owned() };
+    let none = |why: String| Prediction { backend: None, why };
+    match decide(None, found, caller) {
+        Ok(Decision::Root) => {
+            some("root", "the caller is root: a private mount namespace, no user namespace")
+        }
+        Ok(Decision::Helper { .. }) => match facts.helper.problem() {
+            None => some("helper", "the config asks for the helper"),
+            Some(problem) => none(format!(
+                "the config asks for the helper, but the setuid helper {} {problem}",
+                paths::helper_path().display()
+            )),
+        },
+        Ok(Decision::Userns { strict }) => match (&facts.userns.forbidden, strict) {
+            (None, true) => some("userns", "the config asks for user namespaces, and they are usable"),
+            (None, false) => some("userns", "user namespaces are usable"),
+            (Some(why), true) => none(format!("the config asks for user namespaces, but {why}")),
+            (Some(why), false) => match fall_back(found, Forbidden(why.clone()), false, &facts.helper) {
+                Ok(_) => Prediction {
+                    backend: Some("helper"),
+                    why: format!("user namespaces are not usable ({why}), so the setuid helper"),
+                },
+                Err(e) => none(e.to_string()),
+            },
+        },
+        Err(e) => none(format!("the config asks for the helper, but {e}")),
+    }
+}
+
+/// Whether this caller may use the distro, and the reason when not.
+pub fn may_use(found: &Found, caller: &Caller, prediction: &Prediction) -> (bool, Option<String>) {
+    if let Err(e) = access::check(&found.name, &found.distro, caller) {
+        return (false, Some(e.to_string()));
+    }
+    match prediction.backend {
+        Some(_) => (true, None),
+        None => (false, Some(prediction.why.clone())),
+    }
 }
 
 fn require_system_config(found: &Found, why: &str) -> Result<(), Error> {
@@ -78,44 +142,10 @@ fn require_system_config(found: &Found, why: &str) -> Result<(), Error> {
     }
 }
 
-fn check_helper_installed(why: &str) -> Result<(), Error> {
-    check_helper(&paths::helper_path(), why)
-}
-
-fn check_helper(helper: &std::path::Path, why: &str) -> Result<(), Error> {
-    let problem = match std::fs::metadata(helper) {
-        Err(_) => "is not installed",
-        Ok(m) if m.uid() != 0 || m.mode() & 0o4000 == 0 => "is not setuid root",
-        Ok(_) => return Ok(()),
-    };
-    Err(Error::msg(format!("{why}, and the setuid helper {} {problem}", helper.display()))
-        .with_hint("ask the admin to install distrorun-helper setuid root (make install as root)"))
-}
-
-/// Whether to bind the identity files the way kernels before 6.15 need,
-/// where the kernel would take the direct way: the test suite's switch for
-/// testing that path on a new kernel; compiled only into test builds.
-pub fn identity_via_etc() -> bool {
-    #[cfg(feature = "test-seams")]
-    if std::env::var_os("DISTRORUN_TEST_IDENTITY_VIA_ETC").is_some_and(|v| v == "1") {
-        return true;
-    }
-    false
-}
-
-/// The test suite's stand-in for Ubuntu's `AppArmor` restriction; compiled
-/// only into test builds of distrorun, never into the helper.
-pub fn simulation() -> Simulate {
-    #[cfg(feature = "test-seams")]
-    if std::env::var_os("DISTRORUN_TEST_USERNS_UNUSABLE").is_some_and(|v| v == "1") {
-        return Simulate::UnusableNamespace;
-    }
-    Simulate::Nothing
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::machine::Userns;
     use distrorun_config::Distro;
     use nix::unistd::{Gid, Uid};
 
@@ -172,7 +202,7 @@ mod tests {
             err.to_string(),
             "cannot run per-user distro x (/cfg/x.conf) through the setuid helper: the setuid helper reads only system configs"
         );
-        let err = fall_back(&f, forbidden(), false).unwrap_err();
+        let err = fall_back(&f, forbidden(), false, &Helper::Ready).unwrap_err();
         assert!(
             err.to_string().contains("it needs user namespaces, and unshare(CLONE_NEWUSER) failed"),
             "{err}"
@@ -181,7 +211,8 @@ mod tests {
 
     #[test]
     fn an_explicit_userns_choice_does_not_fall_back() {
-        let err = fall_back(&found(Origin::System, BackendChoice::Auto), forbidden(), true).unwrap_err();
+        let err = fall_back(&found(Origin::System, BackendChoice::Auto), forbidden(), true, &Helper::Ready)
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "cannot use the userns backend for distro x: unshare(CLONE_NEWUSER) failed: Operation not permitted"
@@ -190,16 +221,78 @@ mod tests {
     }
 
     #[test]
-    fn falling_back_needs_an_installed_setuid_helper() {
+    fn falling_back_needs_a_usable_setuid_helper() {
         let why = "unshare(CLONE_NEWUSER) failed: Operation not permitted";
-        let err = check_helper(std::path::Path::new("/nonexistent/distrorun-helper"), why).unwrap_err();
+        let f = found(Origin::System, BackendChoice::Auto);
+        let helper = paths::helper_path();
+        let err = fall_back(&f, forbidden(), false, &Helper::Missing(nix::errno::Errno::ENOENT)).unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!("{why}, and the setuid helper /nonexistent/distrorun-helper is not installed")
+            format!("{why}, and the setuid helper {} is not installed", helper.display())
         );
-        // Root's own, but not setuid, on every system this builds on.
-        let err = check_helper(std::path::Path::new("/bin/sh"), why).unwrap_err();
-        assert!(err.to_string().ends_with("/bin/sh is not setuid root"), "{err}");
+        let err = fall_back(&f, forbidden(), false, &Helper::NoSuid).unwrap_err();
+        assert!(
+            err.to_string().ends_with("lies on a file system mounted nosuid, so it gains nothing"),
+            "{err}"
+        );
+        let ok = fall_back(&f, forbidden(), false, &Helper::Ready).unwrap();
+        assert_eq!(ok, Decision::Helper { reason: Some(why.into()) });
+    }
+
+    fn facts(forbidden: Option<&str>, helper: Helper) -> Facts {
+        let userns = Userns { forbidden: forbidden.map(str::to_owned), fix: None, note: None };
+        Facts { userns, helper }
+    }
+
+    /// What a run would do with these facts: the decision, then the
+    /// fallback where user namespaces are forbidden.
+    fn run_would(found: &Found, facts: &Facts) -> Option<&'static str> {
+        match decide(None, found, &user()).ok()? {
+            Decision::Root => Some("root"),
+            Decision::Helper { .. } => facts.helper.problem().is_none().then_some("helper"),
+            Decision::Userns { strict } => match &facts.userns.forbidden {
+                None => Some("userns"),
+                Some(why) => {
+                    fall_back(found, Forbidden(why.clone()), strict, &facts.helper).ok().map(|_| "helper")
+                }
+            },
+        }
+    }
+
+    #[test]
+    fn a_helper_on_a_nosuid_mount_is_predicted_unusable() {
+        let f = found(Origin::System, BackendChoice::Auto);
+        let p = predict(&f, &user(), &facts(Some("user.max_user_namespaces is 0"), Helper::NoSuid));
+        assert_eq!(p.backend, None, "{p:?}");
+        assert!(p.why.contains("mounted nosuid"), "{p:?}");
+        let p = predict(&found(Origin::System, BackendChoice::Helper), &user(), &facts(None, Helper::NoSuid));
+        assert_eq!(p.backend, None, "{p:?}");
+        assert!(p.why.starts_with("the config asks for the helper, but the setuid helper"), "{p:?}");
+    }
+
+    #[test]
+    fn predictions_agree_with_what_a_run_would_do() {
+        let helpers = [
+            Helper::Ready,
+            Helper::Missing(nix::errno::Errno::ENOENT),
+            Helper::NotRoot { uid: 1000 },
+            Helper::NotSetuid { mode: 0o755 },
+            Helper::NoSuid,
+            Helper::Unchecked(nix::errno::Errno::EIO),
+        ];
+        let choices = [BackendChoice::Auto, BackendChoice::Userns, BackendChoice::Helper];
+        for origin in [Origin::System, Origin::User] {
+            for choice in choices {
+                for forbidden in [None, Some("kernel.unprivileged_userns_clone is 0")] {
+                    for helper in &helpers {
+                        let (f, facts) = (found(origin, choice), facts(forbidden, helper.clone()));
+                        let p = predict(&f, &user(), &facts);
+                        let case = format!("{origin:?} {choice:?} {forbidden:?} {helper:?}: {p:?}");
+                        assert_eq!(p.backend, run_would(&f, &facts), "{case}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

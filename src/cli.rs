@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use argh::FromArgs;
 use distrorun_config::{args, paths, BackendChoice, Error};
 
+use crate::source::debian::Debian;
+
 #[derive(FromArgs, Debug)]
 /// Run a command inside another Linux distribution's user-space files,
 /// without isolating it: same user, groups, environment, directory and
@@ -107,37 +109,68 @@ pub struct Options {
     pub name: Option<String>,
 }
 
-/// What the command line asks for. Made once per run and consumed at once,
-/// so the size of its largest variant costs nothing worth a box.
+/// What the command line asks for: one command, with only the arguments
+/// that command uses. Made once per run and consumed at once, so the size
+/// of its largest variant costs nothing worth a box.
 #[allow(clippy::large_enum_variant)]
-pub enum Parsed {
-    Run {
-        opts: Options,
-        name: String,
-        command: Vec<OsString>,
-    },
+pub enum Command {
+    /// `NAME [COMMAND...]`: run in the distro.
+    Run(RunArgs),
     /// `--help` or `--version`: print this on stdout and exit 0.
     Print(String),
     /// `--list`, as JSON with `--json`.
-    List {
-        json: bool,
-    },
+    List { json: bool },
     /// `--info NAME`, as JSON with `--json`.
-    Info {
-        name: String,
-        json: bool,
-    },
+    Info { name: String, json: bool },
     /// `--doctor`.
     Doctor,
     /// `--create NAME SOURCE`.
-    Create(crate::commands::create::CreateArgs),
-    /// `--export`, `--export-bin` or `--unexport`.
-    Export(crate::commands::export::Request),
+    Create(CreateArgs),
     /// `--remove NAME [--yes]`.
-    Remove {
-        name: String,
-        yes: bool,
-    },
+    Remove { name: String, yes: bool },
+    /// `--export`, `--export-bin` or `--unexport`.
+    Export(ExportRequest),
+}
+
+/// A run: the distro, the command, and the options that shape the run.
+#[derive(Debug, Clone)]
+pub struct RunArgs {
+    pub name: String,
+    pub command: Vec<OsString>,
+    pub verbose: bool,
+    pub dry_run: bool,
+    pub directory: Option<PathBuf>,
+    pub backend: Option<BackendChoice>,
+    pub extra_volume: Vec<PathBuf>,
+    pub root: bool,
+}
+
+/// What `--create` was asked for.
+#[derive(Debug, Clone)]
+pub struct CreateArgs {
+    pub name: String,
+    pub source: Source,
+    pub quiet: bool,
+    /// A system distro, made by root: real ids, the state directory and
+    /// `SYSCONFDIR/distrorun.d`.
+    pub system: bool,
+    /// With `system`: where the tree goes instead of `/var/lib/distrorun`.
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Source {
+    Tarball(PathBuf),
+    Oci { path: PathBuf, tag: Option<String> },
+    Debian(Debian),
+}
+
+/// What `--export`, `--export-bin` or `--unexport` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportRequest {
+    App { distro: String, app: String },
+    Bin { distro: String, tool: String },
+    Remove { distro: String, what: String },
 }
 
 const TAKES_VALUE: &[&str] = &[
@@ -160,7 +193,7 @@ const TAKES_VALUE: &[&str] = &[
     "--unexport",
 ];
 
-pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Parsed, Error> {
+pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command, Error> {
     let split = args::split(argv, TAKES_VALUE)?;
     let mut words: Vec<&str> = split.options.iter().map(String::as_str).collect();
     words.extend(split.name.as_deref());
@@ -175,11 +208,11 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Parsed, Error> 
     });
     let opts = match opts {
         Ok(opts) => opts,
-        Err(Error::Usage(msg)) if msg.is_empty() => return Ok(Parsed::Print(help())),
+        Err(Error::Usage(msg)) if msg.is_empty() => return Ok(Command::Print(help())),
         Err(e) => return Err(e),
     };
     if opts.version {
-        return Ok(Parsed::Print(version()));
+        return Ok(Command::Print(version()));
     }
     if let Some(query) = query(&opts, &split) {
         return query;
@@ -188,17 +221,26 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Parsed, Error> 
         return Ok(parsed);
     }
     if let Some(request) = export(&opts, &split)? {
-        return Ok(Parsed::Export(request));
+        return Ok(Command::Export(request));
     }
-    match opts.name.clone() {
-        Some(name) => Ok(Parsed::Run { opts, name, command: split.command }),
+    match opts.name {
+        Some(name) => Ok(Command::Run(RunArgs {
+            name,
+            command: split.command,
+            verbose: opts.verbose,
+            dry_run: opts.dry_run,
+            directory: opts.directory,
+            backend: opts.backend,
+            extra_volume: opts.extra_volume,
+            root: opts.root,
+        })),
         None => Err(Error::Usage("no distro name given".into())),
     }
 }
 
 /// `--list`, `--info` and `--doctor`, which take no distro name or command
 /// of their own.
-fn query(opts: &Options, split: &args::Split) -> Option<Result<Parsed, Error>> {
+fn query(opts: &Options, split: &args::Split) -> Option<Result<Command, Error>> {
     let asked = [(opts.list, "--list"), (opts.info.is_some(), "--info"), (opts.doctor, "--doctor")];
     let mut given = asked.iter().filter(|(on, _)| *on).map(|(_, flag)| *flag);
     let Some(flag) = given.next() else {
@@ -214,16 +256,16 @@ fn query(opts: &Options, split: &args::Split) -> Option<Result<Parsed, Error>> {
         ))));
     }
     Some(Ok(match (opts.list, &opts.info) {
-        (true, _) => Parsed::List { json: opts.json },
-        (_, Some(name)) => Parsed::Info { name: name.clone(), json: opts.json },
+        (true, _) => Command::List { json: opts.json },
+        (_, Some(name)) => Command::Info { name: name.clone(), json: opts.json },
         _ if opts.json => return Some(Err(Error::Usage("--json goes with --list or --info".into()))),
-        _ => Parsed::Doctor,
+        _ => Command::Doctor,
     }))
 }
 
 /// `--create` and `--remove`, which take the distro's name as their value
 /// and no command.
-fn lifecycle(opts: &Options, split: &args::Split) -> Result<Option<Parsed>, Error> {
+fn lifecycle(opts: &Options, split: &args::Split) -> Result<Option<Command>, Error> {
     let stray = split.name.is_some() || !split.command.is_empty();
     match (&opts.create, &opts.remove) {
         (Some(_), Some(_)) => Err(Error::Usage("--create and --remove cannot be combined".into())),
@@ -233,40 +275,7 @@ fn lifecycle(opts: &Options, split: &args::Split) -> Result<Option<Parsed>, Erro
                     "--create {name} takes no distro name or command after it"
                 )));
             }
-            if opts.tag.is_some() && opts.oci.is_none() {
-                return Err(Error::Usage("--tag goes with --oci PATH".into()));
-            }
-            if (opts.mirror.is_some() || opts.include.is_some()) && opts.debian.is_none() {
-                return Err(Error::Usage("--mirror and --include go with --debian SUITE".into()));
-            }
-            let source = match (&opts.tarball, &opts.oci, &opts.debian) {
-                (Some(file), None, None) => crate::commands::create::Source::Tarball(file.clone()),
-                (None, Some(path), None) => {
-                    crate::commands::create::Source::Oci { path: path.clone(), tag: opts.tag.clone() }
-                }
-                (None, None, Some(suite)) => crate::commands::create::Source::Debian(crate::source::debian::Debian {
-                    suite: suite.clone(),
-                    mirror: opts.mirror.clone(),
-                    include: opts.include.clone(),
-                }),
-                (None, None, None) => {
-                    return Err(Error::Usage(format!(
-                        "--create {name} needs a source: --tarball FILE, --oci PATH or --debian SUITE"
-                    )))
-                }
-                _ => {
-                    return Err(Error::Usage(format!(
-                        "--create {name} takes one source: --tarball, --oci or --debian"
-                    )))
-                }
-            };
-            Ok(Some(Parsed::Create(crate::commands::create::CreateArgs {
-                name: name.clone(),
-                source,
-                quiet: opts.quiet,
-                system: opts.system,
-                state_dir: opts.state_dir.clone(),
-            })))
+            create(opts, name).map(|args| Some(Command::Create(args)))
         }
         (None, Some(name)) => {
             if stray {
@@ -274,7 +283,7 @@ fn lifecycle(opts: &Options, split: &args::Split) -> Result<Option<Parsed>, Erro
                     "--remove {name} takes no distro name or command after it"
                 )));
             }
-            Ok(Some(Parsed::Remove { name: name.clone(), yes: opts.yes }))
+            Ok(Some(Command::Remove { name: name.clone(), yes: opts.yes }))
         }
         (None, None)
             if opts.tarball.is_some()
@@ -296,10 +305,46 @@ fn lifecycle(opts: &Options, split: &args::Split) -> Result<Option<Parsed>, Erro
     }
 }
 
+/// `--create NAME` and its one source.
+fn create(opts: &Options, name: &str) -> Result<CreateArgs, Error> {
+    if opts.tag.is_some() && opts.oci.is_none() {
+        return Err(Error::Usage("--tag goes with --oci PATH".into()));
+    }
+    if (opts.mirror.is_some() || opts.include.is_some()) && opts.debian.is_none() {
+        return Err(Error::Usage("--mirror and --include go with --debian SUITE".into()));
+    }
+    let source = match (&opts.tarball, &opts.oci, &opts.debian) {
+        (Some(file), None, None) => Source::Tarball(file.clone()),
+        (None, Some(path), None) => Source::Oci { path: path.clone(), tag: opts.tag.clone() },
+        (None, None, Some(suite)) => Source::Debian(Debian {
+            suite: suite.clone(),
+            mirror: opts.mirror.clone(),
+            include: opts.include.clone(),
+        }),
+        (None, None, None) => {
+            return Err(Error::Usage(format!(
+                "--create {name} needs a source: --tarball FILE, --oci PATH or --debian SUITE"
+            )))
+        }
+        _ => {
+            return Err(Error::Usage(format!(
+                "--create {name} takes one source: --tarball, --oci or --debian"
+            )))
+        }
+    };
+    Ok(CreateArgs {
+        name: name.to_owned(),
+        source,
+        quiet: opts.quiet,
+        system: opts.system,
+        state_dir: opts.state_dir.clone(),
+    })
+}
+
 /// `--export NAME APP`, `--export-bin NAME TOOL`, `--unexport NAME WHAT`:
 /// the distro is the option's value, and what to export follows it.
-fn export(opts: &Options, split: &args::Split) -> Result<Option<crate::commands::export::Request>, Error> {
-    use crate::commands::export::Request;
+fn export(opts: &Options, split: &args::Split) -> Result<Option<ExportRequest>, Error> {
+    use ExportRequest as Request;
     let asked =
         [("--export", &opts.export), ("--export-bin", &opts.export_bin), ("--unexport", &opts.unexport)];
     let mut given = asked.iter().filter_map(|(flag, v)| v.as_ref().map(|v| (*flag, v.clone())));
@@ -347,4 +392,58 @@ fn version() -> String {
         paths::LIBEXECDIR,
         paths::helper_path().display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    use super::{parse, Command, Source};
+
+    fn args(words: &[&str]) -> Vec<OsString> {
+        words.iter().map(OsString::from).collect()
+    }
+
+    fn refused(words: &[&str], needle: &str) {
+        match parse(args(words)) {
+            Err(e) => assert!(e.to_string().contains(needle), "{words:?}: {e}"),
+            Ok(_) => panic!("{words:?} was accepted"),
+        }
+    }
+
+    #[test]
+    fn create_takes_the_name_as_its_value_and_exactly_one_source() {
+        let Ok(Command::Create(c)) = parse(args(&["-q", "--create", "x", "--oci", "/img", "--tag", "t"]))
+        else {
+            panic!("not a create");
+        };
+        assert_eq!(c.name, "x");
+        assert!(c.quiet && !c.system);
+        assert!(matches!(c.source, Source::Oci { ref tag, .. } if tag.as_deref() == Some("t")));
+        let Ok(Command::Create(c)) = parse(args(&["--create=x", "--debian", "trixie", "--include", "a,b"]))
+        else {
+            panic!("not a create");
+        };
+        assert!(
+            matches!(c.source, Source::Debian(ref d) if d.suite == "trixie" && d.include.as_deref() == Some("a,b"))
+        );
+        refused(&["--create", "x"], "needs a source");
+        refused(&["--create", "x", "--tarball", "a", "--oci", "b"], "one source");
+        refused(&["--create", "x", "--tarball", "a", "--tag", "t"], "--tag goes with --oci");
+        refused(&["--create", "x", "--tarball", "a", "--mirror", "m"], "go with --debian");
+        refused(&["--create", "x", "--tarball", "a", "name"], "takes no distro name");
+        refused(&["--tarball", "a", "name"], "go with --create");
+        refused(&["-q", "name"], "go with --create");
+    }
+
+    #[test]
+    fn remove_takes_the_name_as_its_value() {
+        let Ok(Command::Remove { name, yes }) = parse(args(&["--remove", "x", "--yes"])) else {
+            panic!("not a remove");
+        };
+        assert_eq!((name.as_str(), yes), ("x", true));
+        refused(&["--remove", "x", "--", "cmd"], "takes no distro name");
+        refused(&["--create", "x", "--remove", "y"], "cannot be combined");
+        refused(&["--yes", "x"], "--yes goes with --remove");
+    }
 }

@@ -7,12 +7,21 @@
 mod backend;
 mod cli;
 mod commands;
+mod desktop_entry;
+mod error;
+mod exported;
+mod machine;
+mod output;
+mod places;
 mod source;
 mod subids;
 mod tree;
 
-use std::ffi::c_int;
+use std::ffi::{c_int, OsString};
 use std::io::Write;
+
+use cli::Command;
+use distrorun_engine::Error;
 
 distrorun_engine::c_main!(start);
 
@@ -24,11 +33,30 @@ distrorun_engine::c_main!(start);
 #[cfg_attr(test, allow(dead_code))]
 fn start() -> c_int {
     let status = distrorun_engine::exec::ensure_standard_streams()
-        .and_then(|()| commands::run::run(std::env::args_os().skip(1)));
+        .and_then(|()| dispatch(std::env::args_os().skip(1)));
     // Asked-for output is flushed before exit; a closed stdout is not worth an error.
     let _ = std::io::stdout().flush();
     match status {
         Ok(()) => 0,
         Err(err) => c_int::from(err.report()),
+    }
+}
+
+/// One command, with the arguments it uses. Returns only where the command
+/// does: every one but a run, which becomes the command run, or fails.
+#[cfg_attr(test, allow(dead_code))]
+fn dispatch(words: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
+    match cli::parse(words)? {
+        Command::Run(args) => commands::run::run(args),
+        Command::Print(text) => {
+            output::print(&text);
+            Ok(())
+        }
+        Command::List { json } => commands::list::list(json),
+        Command::Info { name, json } => commands::info::info(&name, json),
+        Command::Doctor => commands::doctor::doctor(),
+        Command::Create(args) => commands::create::create(&args),
+        Command::Remove { name, yes } => commands::remove::remove(&name, yes),
+        Command::Export(request) => commands::export::run(&request),
     }
 }

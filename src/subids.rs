@@ -1,7 +1,7 @@
 //! The caller's subordinate id ranges (`/etc/subuid`, `/etc/subgid`) and
 //! the keep-id mapping built over them for per-user distros.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use distrorun_config::access::Caller;
 use distrorun_config::{Found, IdMode, Origin};
@@ -9,11 +9,10 @@ use distrorun_engine::userns::{self, Forbidden, KeepId, Simulate};
 use distrorun_engine::Error;
 use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid, User};
 
+use crate::machine;
+
 const SUBUID: &str = "/etc/subuid";
 const SUBGID: &str = "/etc/subgid";
-/// Where shadow's uidmap package installs them; the list is fixed so that
-/// `$PATH` cannot choose the programs that write the maps.
-const BIN_DIRS: &[&str] = &["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"];
 
 /// A `start:count` range from one line of a subordinate id file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,28 +37,69 @@ pub fn find_range(text: &str, name: &str, id: u32) -> Option<Range> {
     })
 }
 
-/// The keep-id maps for `caller`, with the setuid programs that write them.
-/// A missing range or a missing program is an error that names the fix.
+/// The caller's subordinate ids as this machine has them: the ranges (the
+/// first valid one of each file, or why there is none) and the programs
+/// that map them. `--doctor` reports these; `--create`, `--remove` and a
+/// run use them.
+pub struct Ids {
+    /// The login name, or the uid where there is none.
+    pub name: String,
+    pub uids: Result<Range, Error>,
+    pub gids: Result<Range, Error>,
+    pub newuidmap: Option<PathBuf>,
+    pub newgidmap: Option<PathBuf>,
+}
+
+impl Ids {
+    pub fn read(caller: &Caller) -> Ids {
+        let name = match User::from_uid(caller.uid) {
+            Ok(Some(user)) => user.name,
+            _ => caller.uid.to_string(),
+        };
+        Ids {
+            uids: range_of(SUBUID, &name, caller.uid.as_raw()),
+            gids: range_of(SUBGID, &name, caller.uid.as_raw()),
+            newuidmap: machine::program("newuidmap"),
+            newgidmap: machine::program("newgidmap"),
+            name,
+        }
+    }
+
+    /// The keep-id maps for `caller`, with the setuid programs that write
+    /// them. A missing range or a missing program is an error that names
+    /// the fix.
+    pub fn keep_id(self, caller: &Caller) -> Result<KeepId, Error> {
+        let (uids, gids) = (self.uids?, self.gids?);
+        Ok(KeepId {
+            uid_map: userns::keep_id_map(caller.uid.as_raw(), uids.start, uids.count),
+            gid_map: userns::keep_id_map(caller.gid.as_raw(), gids.start, gids.count),
+            newuidmap: installed("newuidmap", self.newuidmap)?,
+            newgidmap: installed("newgidmap", self.newgidmap)?,
+        })
+    }
+}
+
+/// The keep-id maps for `caller`, as [`Ids::keep_id`] makes them.
 pub fn keep_id(caller: &Caller) -> Result<KeepId, Error> {
-    let name = match User::from_uid(caller.uid) {
-        Ok(Some(user)) => user.name,
-        _ => caller.uid.to_string(),
-    };
-    let uids = range_of(SUBUID, &name, caller.uid.as_raw())?;
-    let gids = range_of(SUBGID, &name, caller.uid.as_raw())?;
-    Ok(KeepId {
-        uid_map: userns::keep_id_map(caller.uid.as_raw(), uids.start, uids.count),
-        gid_map: userns::keep_id_map(caller.gid.as_raw(), gids.start, gids.count),
-        newuidmap: program("newuidmap")?,
-        newgidmap: program("newgidmap")?,
-    })
+    Ids::read(caller).keep_id(caller)
+}
+
+/// Enters a user namespace with the keep-id mapping, as the per-user
+/// distro's files were written and are run.
+pub fn enter_keep_id(ids: &KeepId) -> Result<(), Error> {
+    match userns::enter_keep_id(ids, false)? {
+        Ok(()) => Ok(()),
+        Err(forbidden) => {
+            Err(Error::msg(format!("per-user distros need user namespaces, and {}", forbidden.0)))
+        }
+    }
 }
 
 fn range_of(file: &str, name: &str, id: u32) -> Result<Range, Error> {
     let text = match std::fs::read_to_string(file) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(Error::msg(format!("cannot read {file}: {e}"))),
+        Err(e) => return Err(crate::error::io(format!("read {file}"), &e)),
     };
     find_range(&text, name, id).ok_or_else(|| {
         Error::msg(format!("user {name} has no subordinate id range in {file}, which per-user distros need"))
@@ -69,8 +109,8 @@ fn range_of(file: &str, name: &str, id: u32) -> Result<Range, Error> {
     })
 }
 
-fn program(name: &str) -> Result<PathBuf, Error> {
-    BIN_DIRS.iter().map(|dir| Path::new(dir).join(name)).find(|p| p.is_file()).ok_or_else(|| {
+fn installed(name: &str, found: Option<PathBuf>) -> Result<PathBuf, Error> {
+    found.ok_or_else(|| {
         Error::msg(format!("{name} is not installed; per-user distros need it to map your subordinate ids"))
             .with_hint("install shadow's uidmap package (apt-get install uidmap)")
     })
@@ -120,16 +160,6 @@ pub fn become_root() -> Result<(), Error> {
     setgroups(&[root.1]).map_err(|e| Error::sys("drop the supplementary groups for --root", e))?;
     setresgid(root.1, root.1, root.1).map_err(|e| Error::sys("become gid 0 inside the distro", e))?;
     setresuid(root.0, root.0, root.0).map_err(|e| Error::sys("become uid 0 inside the distro", e))
-}
-
-/// `--list`'s last column for a per-user distro: its id mode, shown only
-/// for distros owned through subordinate ids, so that the lines of the
-/// others stay as they were.
-pub fn list_column(name: &str) -> &'static str {
-    match crate::commands::run::find_config(name) {
-        Ok(found) if found.distro.ids == IdMode::Subuid => "\tids=subuid",
-        _ => "",
-    }
 }
 
 #[cfg(test)]

@@ -13,45 +13,22 @@ use std::io::Write as _;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use distrorun_config::access::Caller;
 use distrorun_config::{name, paths};
-use distrorun_engine::userns::{self, KeepId};
 use distrorun_engine::Error;
 use nix::errno::Errno;
 use nix::fcntl::{open, openat, renameat2, AtFlags, OFlag, RenameFlags};
 use nix::sys::stat::{fstatat, mkdirat, Mode, SFlag};
 use nix::unistd::{fchownat, Gid, Uid};
 
+use crate::cli::{CreateArgs, Source};
+use crate::output::{human_bytes, Bar, CountingReader};
 use crate::source::{debian, oci, tarball};
 use crate::tree::remove;
-use crate::tree::unpack::{self, Progress, Stats, Unpacker, Whiteouts};
-
-/// What `--create` was asked for.
-#[derive(Debug, Clone)]
-pub struct CreateArgs {
-    pub name: String,
-    pub source: Source,
-    pub quiet: bool,
-    /// A system distro, made by root: real ids, the state directory and
-    /// `SYSCONFDIR/distrorun.d`.
-    pub system: bool,
-    /// With `system`: where the tree goes instead of [`SYSTEM_STATE_DIR`].
-    pub state_dir: Option<PathBuf>,
-}
-
-/// Where `--system` puts trees unless `--state-dir` says otherwise.
-pub const SYSTEM_STATE_DIR: &str = "/var/lib/distrorun";
-
-#[derive(Debug, Clone)]
-pub enum Source {
-    Tarball(PathBuf),
-    Oci { path: PathBuf, tag: Option<String> },
-    Debian(debian::Debian),
-}
+use crate::tree::unpack::{Stats, Unpacker, Whiteouts};
+use crate::{error, places, subids, tree};
 
 /// A source, opened as the caller before anything is written.
 enum Opened {
@@ -97,39 +74,39 @@ const DEFAULT_VOLUMES: &str = r#"    mapped_volumes: [
     ],
 "#;
 
-/// The leftover name of an interrupted create or remove.
-pub fn partial_name(name: &str) -> PathBuf {
-    PathBuf::from(format!(".{name}.partial"))
-}
-
-/// `${XDG_DATA_HOME:-~/.local/share}/distrorun`.
-pub fn data_dir() -> Result<PathBuf, Error> {
-    let xdg = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).filter(|p| p.is_absolute());
-    let home = std::env::var_os("HOME").map(PathBuf::from).filter(|p| p.is_absolute());
-    match (xdg, home) {
-        (Some(dir), _) => Ok(dir.join("distrorun")),
-        (None, Some(home)) => Ok(home.join(".local/share/distrorun")),
-        (None, None) => {
-            Err(Error::msg("cannot tell where per-user distros go: neither XDG_DATA_HOME nor HOME is set"))
-        }
-    }
-}
-
-/// Enters a user namespace with the keep-id mapping, as the per-user
-/// distro's files were written and are run.
-pub fn enter_namespace(ids: &KeepId) -> Result<(), Error> {
-    match userns::enter_keep_id(ids, false)? {
-        Ok(()) => Ok(()),
-        Err(forbidden) => {
-            Err(Error::msg(format!("per-user distros need user namespaces, and {}", forbidden.0)))
-        }
-    }
-}
-
-pub fn create(args: &CreateArgs, caller: &Caller) -> Result<(), Error> {
+/// `--create NAME SOURCE [--system [--state-dir DIR]]`.
+pub fn create(args: &CreateArgs) -> Result<(), Error> {
     let started = Instant::now();
+    let caller = places::caller()?;
     let name = args.name.as_str();
     name::validate(name)?;
+    let (config_dir, data) = destinations(args, &caller)?;
+    // Root writes a system distro with the real ids; a user's goes through
+    // the keep-id mapping.
+    let ids = if args.system { None } else { Some(subids::keep_id(&caller)?) };
+    let opened = Opened::open(&args.source, args.quiet, args.system)?;
+    let what = opened.what().to_owned();
+    for dir in [&data, &config_dir] {
+        std::fs::create_dir_all(dir).map_err(|e| error::io(format!("create {}", dir.display()), &e))?;
+    }
+    let data_fd = open_dir(&data)?;
+    let config_fd = open_dir(&config_dir)?;
+    if let Some(ids) = &ids {
+        subids::enter_keep_id(ids)?;
+    }
+    let stats = build_in_place(&data_fd, &data, opened, args)?;
+    let tree = data.join(name);
+    write_config(&config_fd, &config_dir, name, &tree, &what, args.system)?;
+    if !args.quiet {
+        summary(name, &tree, &stats, started);
+    }
+    Ok(())
+}
+
+/// Where the new distro's config and tree go, once it is sure that the
+/// name is free and the caller may make that kind of distro.
+fn destinations(args: &CreateArgs, caller: &Caller) -> Result<(PathBuf, PathBuf), Error> {
+    let name = args.name.as_str();
     if args.system && !caller.uid.is_root() {
         return Err(Error::msg(format!("--create {name} --system makes a system distro, which needs root"))
             .with_hint(format!("run: sudo distrorun --create {name} --system ..., or leave out --system")));
@@ -137,7 +114,7 @@ pub fn create(args: &CreateArgs, caller: &Caller) -> Result<(), Error> {
     let config_dir = if args.system {
         paths::system_config_dir()
     } else {
-        crate::commands::run::user_config_dir().ok_or_else(|| {
+        places::user_config_dir().ok_or_else(|| {
             Error::msg("cannot tell where per-user configs go: neither XDG_CONFIG_HOME nor HOME is set")
         })?
     };
@@ -154,32 +131,23 @@ pub fn create(args: &CreateArgs, caller: &Caller) -> Result<(), Error> {
         (true, Some(dir)) => {
             return Err(Error::msg(format!("--state-dir {} is not an absolute path", dir.display())))
         }
-        (true, None) => PathBuf::from(SYSTEM_STATE_DIR),
+        (true, None) => PathBuf::from(places::SYSTEM_STATE_DIR),
         (false, Some(_)) => return Err(Error::msg("--state-dir goes with --system")),
-        (false, None) => data_dir()?,
+        (false, None) => places::data_dir()?,
     };
-    // Root writes a system distro with the real ids; a user's goes through
-    // the keep-id mapping.
-    let ids = if args.system { None } else { Some(crate::subids::keep_id(caller)?) };
-    let opened = Opened::open(&args.source, args.quiet, args.system)?;
-    let what = opened.what().to_owned();
-    for dir in [&data, &config_dir] {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            Error::msg(format!("cannot create {}: {}", dir.display(), tarball::errno_text(&e)))
-        })?;
-    }
-    let data_fd = open_dir(&data)?;
-    let config_fd = open_dir(&config_dir)?;
-    if let Some(ids) = &ids {
-        enter_namespace(ids)?;
-    }
+    Ok((config_dir, data))
+}
 
-    let partial = partial_name(name);
-    clean_leftovers(&data_fd, &data, name, &partial)?;
-    mkdirat(&data_fd, partial.as_os_str(), Mode::S_IRWXU)
+/// Builds the tree as `DATA/.NAME.partial` and renames it to `DATA/NAME`
+/// once complete; on failure, removes what was written.
+fn build_in_place(data_fd: &OwnedFd, data: &Path, opened: Opened, args: &CreateArgs) -> Result<Stats, Error> {
+    let name = args.name.as_str();
+    let partial = places::partial_name(name);
+    clean_leftovers(data_fd, data, name, &partial)?;
+    mkdirat(data_fd, partial.as_os_str(), Mode::S_IRWXU)
         .map_err(|e| Error::sys(format!("create {}", data.join(&partial).display()), e))?;
     let root = openat(
-        &data_fd,
+        data_fd,
         partial.as_os_str(),
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::empty(),
@@ -187,7 +155,7 @@ pub fn create(args: &CreateArgs, caller: &Caller) -> Result<(), Error> {
     .map_err(|e| Error::sys(format!("open {}", data.join(&partial).display()), e))?;
     let built = build(root, opened, args.quiet).and_then(|stats| {
         if args.system {
-            trusted_root(&data_fd, &partial)?;
+            trusted_root(data_fd, &partial)?;
         }
         Ok(stats)
     });
@@ -196,19 +164,14 @@ pub fn create(args: &CreateArgs, caller: &Caller) -> Result<(), Error> {
         Err(e) => {
             // Bad input leaves nothing behind; should this fail too, the next
             // create of the name cleans up.
-            let _ = remove::remove_leftover(&data_fd, &partial, &data);
+            let _ = remove::remove_leftover(data_fd, &partial, data);
             return Err(e);
         }
     };
-    renameat2(&data_fd, partial.as_os_str(), &data_fd, name, RenameFlags::RENAME_NOREPLACE).map_err(|e| {
+    renameat2(data_fd, partial.as_os_str(), data_fd, name, RenameFlags::RENAME_NOREPLACE).map_err(|e| {
         Error::sys(format!("move the new tree into place at {}", data.join(name).display()), e)
     })?;
-    let tree = data.join(name);
-    write_config(&config_fd, &config_dir, name, &tree, &what, args.system)?;
-    if !args.quiet {
-        summary(name, &tree, &stats, started);
-    }
-    Ok(())
+    Ok(stats)
 }
 
 /// Unpacks the source into the new tree `root` and adds the mount points.
@@ -260,16 +223,12 @@ fn unpack_mmdebstrap(
         Err(ours) => {
             // Its output is closed by now: a mmdebstrap still writing dies
             // of SIGPIPE, which is then no failure of its own.
-            match running.finish() {
-                Err(theirs) if !running_died_of_sigpipe(&theirs) => Err(theirs),
-                _ => Err(ours),
+            match running.finish_after_close() {
+                Err(theirs) => Err(theirs),
+                Ok(()) => Err(ours),
             }
         }
     }
-}
-
-fn running_died_of_sigpipe(err: &Error) -> bool {
-    err.to_string().contains("signal: 13")
 }
 
 /// The image's layers in order, each checked against its digest once read.
@@ -333,7 +292,7 @@ fn make_mount_points(root: &OwnedFd) -> Result<(), Error> {
         Err(Errno::EEXIST) => {}
         Err(e) => return Err(fail("etc", e)),
     }
-    let etc = unpack::open_in_root(root, b"etc", OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+    let etc = tree::open_in_root(root, b"etc", OFlag::O_RDONLY | OFlag::O_DIRECTORY)
         .map_err(|e| fail("etc/resolv.conf", e))?;
     // A symlink (to systemd-resolved's stub, say) cannot be a mount point:
     // distrorun never mounts through one.
@@ -418,9 +377,9 @@ fn write_config(
     )
     .map_err(fail)?;
     let mut file = std::fs::File::from(fd);
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| fail(Errno::from_raw(e.raw_os_error().unwrap_or(libc_eio()))))?;
+    file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(|e| {
+        error::io(format!("write the config {}", config_dir.join(format!("{name}.conf")).display()), &e)
+    })?;
     renameat2(
         config_fd,
         temp.as_str(),
@@ -429,10 +388,6 @@ fn write_config(
         RenameFlags::RENAME_NOREPLACE,
     )
     .map_err(fail)
-}
-
-const fn libc_eio() -> i32 {
-    Errno::EIO as i32
 }
 
 fn summary(name: &str, tree: &Path, stats: &Stats, started: Instant) {
@@ -458,166 +413,4 @@ fn summary(name: &str, tree: &Path, stats: &Stats, started: Instant) {
         let _ = write!(line, "; skipped {}", skipped.join(", "));
     }
     eprintln!("{line}");
-}
-
-#[allow(clippy::cast_precision_loss)]
-fn human_bytes(n: u64) -> String {
-    const UNITS: &[&str] = &["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-/// Counts the bytes read from the archive file, for the progress bar.
-struct CountingReader<R> {
-    inner: R,
-    count: Arc<AtomicU64>,
-}
-
-impl<R> CountingReader<R> {
-    fn new(inner: R, count: Arc<AtomicU64>) -> Self {
-        CountingReader { inner, count }
-    }
-}
-
-impl<R: std::io::Read> std::io::Read for CountingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
-/// A one-line progress bar on stderr, only when stderr is a terminal and
-/// not `-q`: the archive read so far against its size, and the entries and
-/// bytes written.
-struct Bar {
-    enabled: bool,
-    total: u64,
-    read: Arc<AtomicU64>,
-    entries: u64,
-    bytes: u64,
-    last: Instant,
-    drawn: bool,
-}
-
-impl Bar {
-    fn new(quiet: bool, total: u64) -> Bar {
-        use std::io::IsTerminal;
-        Bar {
-            enabled: !quiet && std::io::stderr().is_terminal(),
-            total,
-            read: Arc::default(),
-            entries: 0,
-            bytes: 0,
-            last: Instant::now(),
-            drawn: false,
-        }
-    }
-
-    fn read_counter(&self) -> Arc<AtomicU64> {
-        self.read.clone()
-    }
-
-    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    fn draw(&mut self) {
-        const WIDTH: usize = 30;
-        // A stream of unknown length (mmdebstrap's) has counts but no bar.
-        if self.total == 0 {
-            eprint!("\r\x1b[Kunpacking: {} entries, {}", self.entries, human_bytes(self.bytes));
-        } else {
-            let fraction = (self.read.load(Ordering::Relaxed) as f64 / self.total as f64).min(1.0);
-            let filled = (fraction * WIDTH as f64) as usize;
-            eprint!(
-                "\r\x1b[Kunpacking [{}{}] {:3.0}%  {} entries, {}",
-                "#".repeat(filled),
-                " ".repeat(WIDTH - filled),
-                fraction * 100.0,
-                self.entries,
-                human_bytes(self.bytes)
-            );
-        }
-        self.drawn = true;
-    }
-
-    fn clear(&mut self) {
-        if self.drawn {
-            eprint!("\r\x1b[K");
-            self.drawn = false;
-        }
-    }
-}
-
-impl Progress for Bar {
-    fn advance(&mut self, entries: u64, bytes: u64) {
-        self.entries += entries;
-        self.bytes += bytes;
-        if self.enabled && self.last.elapsed().as_millis() >= 100 {
-            self.last = Instant::now();
-            self.draw();
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::ffi::OsString;
-
-    use super::Source;
-    use crate::cli::{parse, Parsed};
-
-    fn args(words: &[&str]) -> Vec<OsString> {
-        words.iter().map(OsString::from).collect()
-    }
-
-    fn refused(words: &[&str], needle: &str) {
-        match parse(args(words)) {
-            Err(e) => assert!(e.to_string().contains(needle), "{words:?}: {e}"),
-            Ok(_) => panic!("{words:?} was accepted"),
-        }
-    }
-
-    #[test]
-    fn create_takes_the_name_as_its_value_and_exactly_one_source() {
-        let Ok(Parsed::Create(c)) = parse(args(&["-q", "--create", "x", "--oci", "/img", "--tag", "t"]))
-        else {
-            panic!("not a create");
-        };
-        assert_eq!(c.name, "x");
-        assert!(c.quiet && !c.system);
-        assert!(matches!(c.source, Source::Oci { ref tag, .. } if tag.as_deref() == Some("t")));
-        let Ok(Parsed::Create(c)) = parse(args(&["--create=x", "--debian", "trixie", "--include", "a,b"]))
-        else {
-            panic!("not a create");
-        };
-        assert!(
-            matches!(c.source, Source::Debian(ref d) if d.suite == "trixie" && d.include.as_deref() == Some("a,b"))
-        );
-        refused(&["--create", "x"], "needs a source");
-        refused(&["--create", "x", "--tarball", "a", "--oci", "b"], "one source");
-        refused(&["--create", "x", "--tarball", "a", "--tag", "t"], "--tag goes with --oci");
-        refused(&["--create", "x", "--tarball", "a", "--mirror", "m"], "go with --debian");
-        refused(&["--create", "x", "--tarball", "a", "name"], "takes no distro name");
-        refused(&["--tarball", "a", "name"], "go with --create");
-        refused(&["-q", "name"], "go with --create");
-    }
-
-    #[test]
-    fn remove_takes_the_name_as_its_value() {
-        let Ok(Parsed::Remove { name, yes }) = parse(args(&["--remove", "x", "--yes"])) else {
-            panic!("not a remove");
-        };
-        assert_eq!((name.as_str(), yes), ("x", true));
-        refused(&["--remove", "x", "--", "cmd"], "takes no distro name");
-        refused(&["--create", "x", "--remove", "y"], "cannot be combined");
-        refused(&["--yes", "x"], "--yes goes with --remove");
-    }
 }

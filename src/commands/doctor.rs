@@ -4,132 +4,16 @@
 //! work, subordinate ids); any problem makes distrorun exit 125.
 
 use std::fmt::Write as _;
-use std::io::Write;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use distrorun_config::access::{self, Caller};
 use distrorun_config::{load, paths, trust, Found, Origin};
-use distrorun_engine::{mount, sys, userns, Error};
+use distrorun_engine::{mount, Error};
 use nix::errno::Errno;
-use nix::fcntl::{open, OFlag};
-use nix::sys::stat::Mode;
-use nix::sys::statvfs::{statvfs, FsFlags};
-use nix::unistd::User;
 
-use crate::backend;
-use crate::commands::{info, run};
-
-const USERNS_CLONE: &str = "/proc/sys/kernel/unprivileged_userns_clone";
-const MAX_USERNS: &str = "/proc/sys/user/max_user_namespaces";
-const APPARMOR_RESTRICT: &str = "/proc/sys/kernel/apparmor_restrict_unprivileged_userns";
-const APPARMOR_PROFILES: &str = "/sys/kernel/security/apparmor/profiles";
-
-/// Whether this caller can use a user namespace, and if not, why and what
-/// fixes it.
-pub struct Userns {
-    pub forbidden: Option<String>,
-    pub fix: Option<String>,
-    /// A note on a setting that is on but does not stop this caller.
-    pub note: Option<String>,
-}
-
-impl Userns {
-    /// Probes in a forked child, which enters the namespace exactly as a
-    /// run would; this process is left as it was. The reason is read from
-    /// the settings that can forbid it.
-    pub fn probe(caller: &Caller) -> Userns {
-        if caller.uid.is_root() {
-            return Userns { forbidden: None, fix: None, note: None };
-        }
-        let (uid, gid, simulate) = (caller.uid, caller.gid, backend::simulation());
-        let usable = sys::in_child(|| matches!(userns::enter(uid, gid, simulate), Ok(Ok(()))));
-        let restricted = read_setting(APPARMOR_RESTRICT).as_deref() == Some("1");
-        match usable {
-            Ok(true) => Userns {
-                forbidden: None,
-                fix: None,
-                note: restricted.then(|| {
-                    "kernel.apparmor_restrict_unprivileged_userns is 1, and distrorun's AppArmor profile grants them"
-                        .to_owned()
-                }),
-            },
-            Ok(false) => {
-                let (why, fix) = explain(restricted);
-                Userns { forbidden: Some(why), fix: Some(fix), note: None }
-            }
-            Err(e) => Userns {
-                forbidden: Some(format!("cannot fork to probe user namespaces: {}", e.desc())),
-                fix: Some("run distrorun --doctor from a single-threaded shell".to_owned()),
-                note: None,
-            },
-        }
-    }
-}
-
-fn read_setting(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_owned())
-}
-
-/// The setting that forbids user namespaces, most specific first.
-fn explain(restricted: bool) -> (String, String) {
-    let persist = "and put the same line, without `sysctl -w`, in /etc/sysctl.d/50-distrorun.conf";
-    if read_setting(USERNS_CLONE).as_deref() == Some("0") {
-        return (
-            "kernel.unprivileged_userns_clone is 0".into(),
-            format!("sysctl -w kernel.unprivileged_userns_clone=1 as root, {persist}"),
-        );
-    }
-    if read_setting(MAX_USERNS).as_deref() == Some("0") {
-        return (
-            "user.max_user_namespaces is 0".into(),
-            format!("sysctl -w user.max_user_namespaces=15000 as root, {persist}"),
-        );
-    }
-    if restricted {
-        let profile = Path::new("/etc/apparmor.d/distrorun");
-        return if apparmor_profile_loaded() {
-            (
-                "kernel.apparmor_restrict_unprivileged_userns is 1, and the loaded distrorun profile does not cover this binary".into(),
-                format!(
-                    "make the path in {} name {} and reload it: apparmor_parser -r {}",
-                    profile.display(),
-                    std::env::current_exe().map_or_else(|_| "distrorun".into(), |p| p.display().to_string()),
-                    profile.display()
-                ),
-            )
-        } else {
-            (
-                "kernel.apparmor_restrict_unprivileged_userns is 1, and no distrorun AppArmor profile is loaded".into(),
-                format!(
-                    "as root: apparmor_parser -r {} (installed by the package, or by make install-apparmor)",
-                    profile.display()
-                ),
-            )
-        };
-    }
-    if seccomp_filtered() {
-        return (
-            "a seccomp filter on this process forbids creating user namespaces (Seccomp: 2 in /proc/self/status), as container runtimes install".into(),
-            "allow unshare and clone with CLONE_NEWUSER in the container's seccomp profile, or use the setuid helper".into(),
-        );
-    }
-    (
-        "the kernel refuses to create a user namespace, for a reason none of kernel.unprivileged_userns_clone, user.max_user_namespaces, AppArmor and seccomp explains".into(),
-        "check the kernel's configuration (CONFIG_USER_NS) and security modules, or use the setuid helper".into(),
-    )
-}
-
-fn apparmor_profile_loaded() -> bool {
-    std::fs::read_to_string(APPARMOR_PROFILES)
-        .is_ok_and(|t| t.lines().any(|l| l.split_whitespace().next() == Some("distrorun")))
-}
-
-fn seccomp_filtered() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|t| {
-        t.lines().any(|l| l.split_once(':').is_some_and(|(k, v)| k == "Seccomp" && v.trim() == "2"))
-    })
-}
+use crate::machine::{Facts, Helper};
+use crate::subids::Ids;
+use crate::{output, places, tree};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Level {
@@ -161,21 +45,34 @@ impl Report {
     }
 }
 
-/// Ends the hint of an error whose cause is the machine (no usable user
-/// namespace, no usable helper) with a pointer to `--doctor`.
-pub fn point_to(e: Error) -> Error {
-    let hint = match e.hint() {
-        Some(h) => format!("{h}; distrorun --doctor says what this machine lacks"),
-        None => "distrorun --doctor says what this machine lacks".to_owned(),
-    };
-    e.with_hint(hint)
-}
-
 /// `--doctor`.
 pub fn doctor() -> Result<(), Error> {
-    let caller = run::caller()?;
+    let caller = places::caller()?;
+    let facts = Facts::probe(&caller);
+    let ids = (!caller.uid.is_root()).then(|| Ids::read(&caller));
     let mut r = Report::default();
-    let userns = Userns::probe(&caller);
+    check_machine(&mut r, &caller, &facts);
+    let (system, user) = places::config_dirs();
+    check_system_configs(&mut r, &system);
+    if let Some(ids) = &ids {
+        check_subids(&mut r, ids);
+    }
+    check_distros(&mut r, &caller, &system, user.as_deref());
+    output::print(&r.text);
+    match r.problems {
+        0 => Ok(()),
+        1 => {
+            Err(Error::msg("--doctor found 1 problem; each line starting with `problem:` says how to fix it"))
+        }
+        n => Err(Error::msg(format!(
+            "--doctor found {n} problems; each line starting with `problem:` says how to fix it"
+        ))),
+    }
+}
+
+/// User namespaces and the helper, judged from the machine's facts.
+fn check_machine(r: &mut Report, caller: &Caller, facts: &Facts) {
+    let userns = &facts.userns;
     if caller.uid.is_root() {
         r.line(
             Level::Ok,
@@ -191,7 +88,7 @@ pub fn doctor() -> Result<(), Error> {
             (Some(why), _) => {
                 // Not fatal where the helper can take over, but per-user
                 // distros and `--backend userns` need them.
-                let level = if info::helper_problem().is_none() { Level::Warning } else { Level::Problem };
+                let level = if facts.helper.problem().is_none() { Level::Warning } else { Level::Problem };
                 r.line(
                     level,
                     &format!("unprivileged user namespaces are not usable: {why}"),
@@ -200,74 +97,31 @@ pub fn doctor() -> Result<(), Error> {
             }
         }
     }
-    check_helper(&mut r, userns.forbidden.is_some() && !caller.uid.is_root());
-    let (system, user) = info::config_dirs();
-    check_system_configs(&mut r, &system);
-    if !caller.uid.is_root() {
-        check_subids(&mut r, &caller);
-    }
-    check_distros(&mut r, &caller, &system, user.as_deref());
-    let _ = std::io::stdout().write_all(r.text.as_bytes());
-    match r.problems {
-        0 => Ok(()),
-        1 => {
-            Err(Error::msg("--doctor found 1 problem; each line starting with `problem:` says how to fix it"))
-        }
-        n => Err(Error::msg(format!(
-            "--doctor found {n} problems; each line starting with `problem:` says how to fix it"
-        ))),
-    }
+    let needed = userns.forbidden.is_some() && !caller.uid.is_root();
+    check_helper(r, &facts.helper, &paths::helper_path(), needed);
 }
 
 /// The helper matters when user namespaces are unusable: then it is the
 /// only way in, and what is wrong with it is a problem, not a warning.
-fn check_helper(r: &mut Report, needed: bool) {
-    let helper = paths::helper_path();
-    let shown = helper.display();
-    let bad = if needed { Level::Problem } else { Level::Warning };
-    let meta = match std::fs::metadata(&helper) {
-        Ok(m) => m,
-        Err(e) => {
-            let errno = Errno::from_raw(e.raw_os_error().unwrap_or(0));
-            r.line(
-                bad,
-                &format!("the setuid helper {shown} cannot be found: {}", errno.desc()),
-                Some("as root, make install (or install the distrorun package)"),
-            );
-            return;
-        }
+fn check_helper(r: &mut Report, helper: &Helper, path: &Path, needed: bool) {
+    let shown = path.display();
+    let Some(problem) = helper.problem() else {
+        r.line(Level::Ok, &format!("the setuid helper {shown} is installed setuid root"), None);
+        return;
     };
-    if meta.uid() != 0 {
-        r.line(
-            bad,
-            &format!("the setuid helper {shown} is owned by uid {}, not root", meta.uid()),
-            Some(&format!("as root: chown root:root {shown} && chmod 4755 {shown}")),
-        );
-    } else if meta.mode() & 0o4000 == 0 {
-        r.line(
-            bad,
-            &format!("the setuid helper {shown} is not setuid (mode {:o})", meta.mode() & 0o7777),
-            Some(&format!(
-                "as root: chmod 4755 {shown} (in a Debian package: dpkg-statoverride --update --add root root 4755 {shown})"
-            )),
-        );
-    } else {
-        match statvfs(&helper) {
-            Ok(st) if st.flags().contains(FsFlags::ST_NOSUID) => r.line(
-                bad,
-                &format!("the setuid helper {shown} lies on a file system mounted nosuid, so it gains nothing"),
-                Some(&format!(
-                    "remount that file system without nosuid (findmnt -T {shown}), or install distrorun elsewhere"
-                )),
-            ),
-            Ok(_) => r.line(Level::Ok, &format!("the setuid helper {shown} is installed setuid root"), None),
-            Err(e) => r.line(
-                bad,
-                &format!("cannot check the file system of the setuid helper {shown}: {}", e.desc()),
-                None,
-            ),
-        }
-    }
+    let fix = match helper {
+        Helper::Ready | Helper::Missing(_) => "as root, make install (or install the distrorun package)".to_owned(),
+        Helper::NotRoot { .. } => format!("as root: chown root:root {shown} && chmod 4755 {shown}"),
+        Helper::NotSetuid { .. } => format!(
+            "as root: chmod 4755 {shown} (in a Debian package: dpkg-statoverride --update --add root root 4755 {shown})"
+        ),
+        Helper::NoSuid => format!(
+            "remount that file system without nosuid (findmnt -T {shown}), or install distrorun elsewhere"
+        ),
+        Helper::Unchecked(_) => format!("check the file system of {shown} (findmnt -T {shown})"),
+    };
+    let bad = if needed { Level::Problem } else { Level::Warning };
+    r.line(bad, &format!("the setuid helper {shown} {problem}"), Some(&fix));
 }
 
 fn check_system_configs(r: &mut Report, system: &Path) {
@@ -308,50 +162,40 @@ fn check_system_configs(r: &mut Report, system: &Path) {
     }
 }
 
-/// Subordinate ids, which per-user distros made without root need.
-fn check_subids(r: &mut Report, caller: &Caller) {
-    let name = User::from_uid(caller.uid).ok().flatten().map(|u| u.name);
-    let who = name.clone().unwrap_or_else(|| caller.uid.to_string());
-    for (file, tool, flag) in
-        [("/etc/subuid", "newuidmap", "--add-subuids"), ("/etc/subgid", "newgidmap", "--add-subgids")]
-    {
-        let listed = std::fs::read_to_string(file).is_ok_and(|t| {
-            t.lines().any(|l| {
-                let owner = l.split(':').next().unwrap_or("");
-                owner == caller.uid.to_string() || Some(owner) == name.as_deref()
-            })
-        });
-        if listed {
-            r.line(Level::Ok, &format!("{file} has a range for {who}"), None);
-        } else {
-            r.line(
+/// Subordinate ids, which per-user distros made without root need, judged
+/// by the parser and the program lookup that `--create` uses.
+fn check_subids(r: &mut Report, ids: &Ids) {
+    let who = &ids.name;
+    let files = [
+        ("/etc/subuid", "--add-subuids", &ids.uids, "newuidmap", &ids.newuidmap),
+        ("/etc/subgid", "--add-subgids", &ids.gids, "newgidmap", &ids.newgidmap),
+    ];
+    for (file, flag, range, tool, program) in files {
+        match range {
+            Ok(range) => r.line(
+                Level::Ok,
+                &format!("{file} has a range for {who}: {} ids from {}", range.count, range.start),
+                None,
+            ),
+            Err(_) => r.line(
                 Level::Warning,
                 &format!(
-                    "{file} has no range for {who}; per-user distros owned through subordinate ids need one"
+                    "{file} has no usable range for {who}; per-user distros owned through subordinate ids need one"
                 ),
                 Some(&format!(
                     "as root: usermod {flag} 100000-165535 {who} (pick a range no other user has)"
                 )),
-            );
+            ),
         }
-        if find_in_path(tool).is_some() {
-            r.line(Level::Ok, &format!("{tool} is installed"), None);
-        } else {
-            r.line(
+        match program {
+            Some(path) => r.line(Level::Ok, &format!("{tool} is installed as {}", path.display()), None),
+            None => r.line(
                 Level::Warning,
                 &format!("{tool} is not installed"),
                 Some("as root: apt-get install uidmap"),
-            );
+            ),
         }
     }
-}
-
-fn find_in_path(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
 }
 
 fn check_distros(r: &mut Report, caller: &Caller, system: &Path, user: Option<&Path>) {
@@ -373,7 +217,7 @@ fn check_distros(r: &mut Report, caller: &Caller, system: &Path, user: Option<&P
 
 fn check_distro(r: &mut Report, found: &Found) {
     let dir = &found.distro.dir;
-    let root = match open(dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()) {
+    let root = match tree::open_path(dir) {
         Ok(fd) => fd,
         Err(e) => {
             r.line(

@@ -5,12 +5,6 @@
 //! `--export-bin NAME TOOL` writes a wrapper script to `~/.local/bin`;
 //! `--unexport NAME APP|TOOL` removes either again. Every file written here
 //! carries a marker, and no file without it is ever overwritten or removed.
-//!
-//! Desktop entries follow the Desktop Entry Specification 1.5: a value is
-//! first unescaped as a string (`\s`, `\n`, `\t`, `\r`, `\\`), then split
-//! into arguments, where double quotes group and a backslash escapes `"`,
-//! `` ` ``, `$` and `\` inside them. Field codes (`%f`, `%U`, ...) stand
-//! alone and are kept for the host's launcher to expand.
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
@@ -21,113 +15,23 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use distrorun_config::{load, paths, Found};
+use distrorun_config::Found;
 use distrorun_engine::Error;
-use nix::fcntl::{open, openat2, OFlag, OpenHow, ResolveFlag};
-use nix::sys::stat::{fstat, Mode, SFlag};
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{fstat, SFlag};
 
-/// The key that marks a desktop entry as distrorun's: `NAME APP`.
-const MARK_KEY: &str = "X-Distrorun-Exported";
-/// The key naming the icon file distrorun copied for the entry.
-const ICON_KEY: &str = "X-Distrorun-Icon";
-/// The line that marks a wrapper script as distrorun's.
-const BIN_MARK: &str = "# distrorun-exported:";
-/// Desktop entries, icons and scripts larger than this are not read.
-const MAX_READ: u64 = 4 << 20;
+use crate::cli::ExportRequest;
+use crate::desktop_entry::{desktop_value, escape_string, join_exec, split_exec, unescape_string};
+use crate::exported::{marker, read_small, Home, BIN_MARK, ICON_KEY, MARK_KEY, MAX_READ};
+use crate::{error, output, places, tree};
 
-/// What `--export`, `--export-bin` or `--unexport` asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request {
-    App { distro: String, app: String },
-    Bin { distro: String, tool: String },
-    Remove { distro: String, what: String },
-}
-
-pub fn run(req: &Request) -> Result<(), Error> {
+pub fn run(req: &ExportRequest) -> Result<(), Error> {
     let home = Home::from_env()?;
     match req {
-        Request::App { distro, app } => export_app(&home, &find(distro)?, app),
-        Request::Bin { distro, tool } => export_bin(&home, &find(distro)?, tool),
-        Request::Remove { distro, what } => unexport(&home, distro, what),
+        ExportRequest::App { distro, app } => export_app(&home, &places::find_config(distro)?, app),
+        ExportRequest::Bin { distro, tool } => export_bin(&home, &places::find_config(distro)?, tool),
+        ExportRequest::Remove { distro, what } => unexport(&home, distro, what),
     }
-}
-
-fn find(name: &str) -> Result<Found, Error> {
-    let xdg = std::env::var_os("XDG_CONFIG_HOME");
-    let home = std::env::var_os("HOME");
-    let user = load::user_config_dir(xdg.as_deref().map(Path::new), home.as_deref().map(Path::new));
-    Ok(load::find(name, &paths::system_config_dir(), user.as_deref())?)
-}
-
-/// Where the user's launchers, icons and scripts go.
-struct Home {
-    applications: PathBuf,
-    icons: PathBuf,
-    bin: PathBuf,
-}
-
-impl Home {
-    fn from_env() -> Result<Home, Error> {
-        let home = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .filter(|h| h.is_absolute())
-            .ok_or_else(|| Error::msg("cannot export: $HOME is not set to an absolute path"))?;
-        let data = std::env::var_os("XDG_DATA_HOME")
-            .map(PathBuf::from)
-            .filter(|d| d.is_absolute())
-            .unwrap_or_else(|| home.join(".local/share"));
-        Ok(Home {
-            applications: data.join("applications"),
-            icons: data.join("icons"),
-            bin: home.join(".local/bin"),
-        })
-    }
-
-    /// Every launcher and script distrorun wrote, as `(distro, what, file)`.
-    fn exports(&self) -> Vec<(String, String, PathBuf)> {
-        let mut out = Vec::new();
-        for dir in [&self.applications, &self.bin] {
-            let Ok(entries) = fs::read_dir(dir) else { continue };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if let Some((distro, what)) = read_small(&path).ok().and_then(|t| marker(&t)) {
-                    out.push((distro, what, path));
-                }
-            }
-        }
-        out.sort();
-        out
-    }
-}
-
-/// `NAME\texport\tWHAT\tFILE` lines for `--list`, one per export.
-pub fn list_lines() -> String {
-    let Ok(home) = Home::from_env() else { return String::new() };
-    let mut out = String::new();
-    for (distro, what, file) in home.exports() {
-        let _ = writeln!(out, "{distro}\texport\t{what}\t{}", file.display());
-    }
-    out
-}
-
-/// The distro and the exported app or tool a file of ours names, or None
-/// for a file distrorun did not write.
-fn marker(text: &[u8]) -> Option<(String, String)> {
-    let text = String::from_utf8_lossy(text);
-    text.lines().find_map(|l| {
-        let value = l
-            .strip_prefix(MARK_KEY)
-            .and_then(|r| r.strip_prefix('='))
-            .or_else(|| l.strip_prefix(BIN_MARK))?;
-        let (distro, what) = value.trim().split_once(' ')?;
-        Some((distro.to_owned(), what.to_owned()))
-    })
-}
-
-fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    fs::File::open(path)?.take(MAX_READ).read_to_end(&mut bytes)?;
-    Ok(bytes)
 }
 
 /// A file inside the distro, opened as the caller and resolved with the
@@ -153,17 +57,11 @@ fn read_fd(fd: OwnedFd, shown: &Path) -> Result<Vec<u8>, Error> {
     fs::File::from(fd)
         .take(MAX_READ + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| Error::msg(format!("cannot read {}: {e}", shown.display())))?;
+        .map_err(|e| error::io(format!("read {}", shown.display()), &e))?;
     if bytes.len() as u64 > MAX_READ {
         return Err(Error::msg(format!("cannot export {}: it is larger than 4 MiB", shown.display())));
     }
     Ok(bytes)
-}
-
-fn distro_dir(found: &Found) -> Result<OwnedFd, Error> {
-    let dir = &found.distro.dir;
-    open(dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| Error::sys(format!("open the directory {} of distro {}", dir.display(), found.name), e))
 }
 
 /// The desktop entry APP names: a path inside the distro, or a file name
@@ -201,7 +99,7 @@ fn find_desktop_file(found: &Found, dir: &OwnedFd, app: &str) -> Result<(PathBuf
 
 /// `--export NAME APP`.
 fn export_app(home: &Home, found: &Found, app: &str) -> Result<(), Error> {
-    let dir = distro_dir(found)?;
+    let dir = tree::open_distro(&found.distro.dir, &found.name)?;
     let (inside, bytes) = find_desktop_file(found, &dir, app)?;
     let text = String::from_utf8(bytes).map_err(|_| {
         Error::msg(format!("cannot export {}: it is not UTF-8, as desktop entries must be", inside.display()))
@@ -213,12 +111,11 @@ fn export_app(home: &Home, found: &Found, app: &str) -> Result<(), Error> {
         Some(icon) => copy_icon(home, found, &dir, &icon)?,
         None => None,
     };
-    let distrorun =
-        std::env::current_exe().map_err(|e| Error::msg(format!("cannot find distrorun's own path: {e}")))?;
+    let distrorun = std::env::current_exe().map_err(|e| error::io("find distrorun's own path", &e))?;
     let entry = rewrite_entry(&text, &distrorun, &found.name, app, icon.as_ref())
         .map_err(|why| Error::msg(format!("cannot export {}: {why}", inside.display())))?;
     write_file(&target, entry.as_bytes(), 0o644)?;
-    say(&target);
+    output::print(&format!("{}\n", target.display()));
     Ok(())
 }
 
@@ -271,24 +168,6 @@ fn copy_icon(
     Ok(None)
 }
 
-/// The value of `key` in the `[Desktop Entry]` group.
-fn desktop_value(text: &str, key: &str) -> Option<String> {
-    let mut in_main = false;
-    for line in text.lines() {
-        let line = line.trim_end();
-        if line.starts_with('[') {
-            in_main = line == "[Desktop Entry]";
-        } else if in_main {
-            if let Some((k, v)) = line.split_once('=') {
-                if k.trim_end() == key {
-                    return Some(v.trim_start().to_owned());
-                }
-            }
-        }
-    }
-    None
-}
-
 /// The entry as exported: `Exec` and `TryExec` run through distrorun in
 /// every group (actions included), the name carries the distro's, the icon
 /// is the copy, D-Bus activation (which would start the host's service) is
@@ -322,31 +201,8 @@ fn rewrite_entry(
             out.push('\n');
             continue;
         };
-        let (key, value) = (key.trim_end(), value.trim_start());
-        let base = key.split('[').next().unwrap_or(key);
-        let main = group == "[Desktop Entry]";
-        match base {
-            "Exec" => {
-                let args = split_exec(value)?;
-                let _ = writeln!(out, "Exec={}", join_exec(distrorun, distro, &args));
-            }
-            "TryExec" => {
-                let _ = writeln!(out, "TryExec={}", escape_string(&distrorun.display().to_string()));
-            }
-            "Name" if main => {
-                let _ = writeln!(out, "{key}={value} ({distro})");
-            }
-            "Icon" if main && icon.is_some() => {
-                let _ =
-                    writeln!(out, "Icon={}", escape_string(&icon.map(|i| i.0.clone()).unwrap_or_default()));
-            }
-            "DBusActivatable" if main => {}
-            k if k == MARK_KEY || k == ICON_KEY => {}
-            _ => {
-                out.push_str(trimmed);
-                out.push('\n');
-            }
-        }
+        let target = Target { distrorun, distro, icon };
+        rewrite_line(&mut out, &target, trimmed, (key.trim_end(), value.trim_start()), &group)?;
     }
     if group == "[Desktop Entry]" {
         push_markers(&mut out, distro, app, icon);
@@ -357,138 +213,52 @@ fn rewrite_entry(
     Ok(out)
 }
 
+/// Where an exported entry's programs and icon now are.
+struct Target<'a> {
+    distrorun: &'a Path,
+    distro: &'a str,
+    icon: Option<&'a (String, PathBuf)>,
+}
+
+/// One `KEY=VALUE` line of the entry, in `group`, as exported.
+fn rewrite_line(
+    out: &mut String,
+    t: &Target,
+    line: &str,
+    (key, value): (&str, &str),
+    group: &str,
+) -> Result<(), String> {
+    let base = key.split('[').next().unwrap_or(key);
+    let main = group == "[Desktop Entry]";
+    match base {
+        "Exec" => {
+            let args = split_exec(value)?;
+            let _ = writeln!(out, "Exec={}", join_exec(t.distrorun, t.distro, &args));
+        }
+        "TryExec" => {
+            let _ = writeln!(out, "TryExec={}", escape_string(&t.distrorun.display().to_string()));
+        }
+        "Name" if main => {
+            let _ = writeln!(out, "{key}={value} ({})", t.distro);
+        }
+        "Icon" if main && t.icon.is_some() => {
+            let _ = writeln!(out, "Icon={}", escape_string(&t.icon.map(|i| i.0.clone()).unwrap_or_default()));
+        }
+        "DBusActivatable" if main => {}
+        k if k == MARK_KEY || k == ICON_KEY => {}
+        _ => {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    Ok(())
+}
+
 fn push_markers(out: &mut String, distro: &str, app: &str, icon: Option<&(String, PathBuf)>) {
     let _ = writeln!(out, "{MARK_KEY}={distro} {}", escape_string(app));
     if let Some((_, file)) = icon {
         let _ = writeln!(out, "{ICON_KEY}={}", escape_string(&file.display().to_string()));
     }
-}
-
-/// One argument of an `Exec` line: a field code, kept for the launcher to
-/// expand, or a literal word.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Arg {
-    Field(char),
-    Word(String),
-}
-
-/// The string-level escapes of a desktop entry value.
-fn unescape_string(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    let mut chars = value.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('s') => out.push(' '),
-            Some('n') => out.push('\n'),
-            Some('t') => out.push('\t'),
-            Some('r') => out.push('\r'),
-            Some(other) if other != '\\' => {
-                out.push('\\');
-                out.push(other);
-            }
-            // `\\`, or a lone backslash at the end.
-            Some(_) | None => out.push('\\'),
-        }
-    }
-    out
-}
-
-fn escape_string(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Splits an `Exec` value into its arguments, per the specification.
-fn split_exec(value: &str) -> Result<Vec<Arg>, String> {
-    let value = unescape_string(value);
-    let mut args = Vec::new();
-    let mut chars = value.chars().peekable();
-    loop {
-        while chars.next_if(|c| *c == ' ' || *c == '\t').is_some() {}
-        let Some(&first) = chars.peek() else { break };
-        if first == '"' {
-            chars.next();
-            let mut word = String::new();
-            loop {
-                match chars.next() {
-                    Some('"') => break,
-                    Some('\\') => match chars.next() {
-                        Some(c @ ('"' | '`' | '$' | '\\')) => word.push(c),
-                        Some(c) => {
-                            return Err(format!(
-                                "its Exec line escapes {c:?} inside quotes, which is not allowed"
-                            ))
-                        }
-                        None => return Err("its Exec line ends inside quotes".into()),
-                    },
-                    Some(c) => word.push(c),
-                    None => return Err("its Exec line has an unclosed quote".into()),
-                }
-            }
-            args.push(Arg::Word(word.replace("%%", "%")));
-            continue;
-        }
-        let mut word = String::new();
-        while let Some(c) = chars.next_if(|c| *c != ' ' && *c != '\t') {
-            word.push(c);
-        }
-        let mut code = word.chars();
-        match (code.next(), code.next(), code.next()) {
-            (Some('%'), Some(f), None) if "fFuUick".contains(f) => args.push(Arg::Field(f)),
-            // Deprecated codes expand to nothing.
-            (Some('%'), Some(f), None) if "dDnNvm".contains(f) => {}
-            _ => args.push(Arg::Word(word.replace("%%", "%"))),
-        }
-    }
-    if args.is_empty() {
-        return Err("its Exec line is empty".into());
-    }
-    Ok(args)
-}
-
-/// Characters that make the specification require quoting an argument.
-const RESERVED: &[char] =
-    &[' ', '\t', '\n', '"', '\'', '\\', '>', '<', '~', '|', '&', ';', '$', '*', '?', '#', '(', ')', '`'];
-
-fn quote_arg(word: &str) -> String {
-    let word = word.replace('%', "%%");
-    if !word.is_empty() && !word.contains(RESERVED) {
-        return word;
-    }
-    let mut out = String::from("\"");
-    for c in word.chars() {
-        if matches!(c, '"' | '`' | '$' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
-}
-
-/// `distrorun NAME ARGS...` as an `Exec` value.
-fn join_exec(distrorun: &Path, distro: &str, args: &[Arg]) -> String {
-    let mut words = vec![quote_arg(&distrorun.display().to_string()), quote_arg(distro)];
-    for a in args {
-        words.push(match a {
-            Arg::Field(f) => format!("%{f}"),
-            Arg::Word(w) => quote_arg(w),
-        });
-    }
-    escape_string(&words.join(" "))
 }
 
 /// `--export-bin NAME TOOL`.
@@ -502,7 +272,7 @@ fn export_bin(home: &Home, found: &Found, tool: &str) -> Result<(), Error> {
     if tool.contains(['\n', '\'']) {
         return Err(Error::msg(format!("cannot export {tool:?}: the path holds a quote or a newline")));
     }
-    let dir = distro_dir(found)?;
+    let dir = tree::open_distro(&found.distro.dir, &found.name)?;
     let inside = Path::new(tool);
     let Some(fd) = open_inside(found, &dir, inside)? else {
         return Err(Error::msg(format!("cannot export {tool}: distro {} has no such file", found.name)));
@@ -519,8 +289,7 @@ fn export_bin(home: &Home, found: &Found, tool: &str) -> Result<(), Error> {
     };
     let target = home.bin.join(base);
     refuse_foreign(&target)?;
-    let distrorun =
-        std::env::current_exe().map_err(|e| Error::msg(format!("cannot find distrorun's own path: {e}")))?;
+    let distrorun = std::env::current_exe().map_err(|e| error::io("find distrorun's own path", &e))?;
     let script = format!(
         "#!/bin/sh\n{BIN_MARK} {name} {tool}\n# Written by distrorun --export-bin; `distrorun --unexport {name} {tool}` removes it.\nexec {} {} {} \"$@\"\n",
         sh_quote(distrorun.as_os_str()),
@@ -529,7 +298,7 @@ fn export_bin(home: &Home, found: &Found, tool: &str) -> Result<(), Error> {
         name = found.name,
     );
     write_file(&target, script.as_bytes(), 0o755)?;
-    say(&target);
+    output::print(&format!("{}\n", target.display()));
     Ok(())
 }
 
@@ -558,8 +327,7 @@ fn unexport(home: &Home, distro: &str, what: &str) -> Result<(), Error> {
         .with_hint("distrorun --list shows what is exported"));
     }
     for file in matches {
-        let text =
-            read_small(&file).map_err(|e| Error::msg(format!("cannot read {}: {e}", file.display())))?;
+        let text = read_small(&file).map_err(|e| error::io(format!("read {}", file.display()), &e))?;
         let text = String::from_utf8_lossy(&text);
         if let Some(icon) = desktop_value(&text, ICON_KEY) {
             let icon = PathBuf::from(unescape_string(&icon));
@@ -567,20 +335,14 @@ fn unexport(home: &Home, distro: &str, what: &str) -> Result<(), Error> {
                 match fs::remove_file(&icon) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::msg(format!("cannot remove {}: {e}", icon.display()))),
+                    Err(e) => return Err(error::io(format!("remove {}", icon.display()), &e)),
                 }
             }
         }
-        fs::remove_file(&file).map_err(|e| Error::msg(format!("cannot remove {}: {e}", file.display())))?;
-        say(&file);
+        fs::remove_file(&file).map_err(|e| error::io(format!("remove {}", file.display()), &e))?;
+        output::print(&format!("{}\n", file.display()));
     }
     Ok(())
-}
-
-/// Prints a path written or removed, on stdout, where scripts expect it.
-fn say(path: &Path) {
-    // Asked for explicitly; a closed stdout is not worth an error.
-    let _ = writeln!(std::io::stdout(), "{}", path.display());
 }
 
 fn strip_desktop(app: &str) -> &str {
@@ -597,7 +359,7 @@ fn refuse_foreign(target: &Path) -> Result<(), Error> {
                 .with_hint("move it away first if it should be replaced"))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::msg(format!("cannot read {}: {e}", target.display()))),
+        Err(e) => Err(error::io(format!("read {}", target.display()), &e)),
     }
 }
 
@@ -617,7 +379,7 @@ fn refuse_foreign_icon(target: &Path) -> Result<(), Error> {
 /// Writes through a temporary file and a rename, so that a launcher is
 /// never seen half written.
 fn write_file(target: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
-    let fail = |e: std::io::Error| Error::msg(format!("cannot write {}: {e}", target.display()));
+    let fail = |e: std::io::Error| error::io(format!("write {}", target.display()), &e);
     let parent = target.parent().unwrap_or(Path::new("/"));
     fs::create_dir_all(parent).map_err(fail)?;
     let tmp = parent.join(format!(
@@ -644,41 +406,6 @@ fn write_file(target: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exec_lines_split_per_the_specification() {
-        let args = split_exec(r#"gimp-2.10 --new "a \"b\" \\\\c" %U %i x%%y %d"#).unwrap();
-        assert_eq!(
-            args,
-            [
-                Arg::Word("gimp-2.10".into()),
-                Arg::Word("--new".into()),
-                Arg::Word(r#"a "b" \c"#.into()),
-                Arg::Field('U'),
-                Arg::Field('i'),
-                Arg::Word("x%y".into()),
-            ]
-        );
-        assert!(split_exec(r#"app "unclosed"#).is_err());
-        assert!(split_exec("").is_err());
-        // String escapes come first, so `\s` separates like a space.
-        assert_eq!(split_exec(r"a\sb").unwrap(), [Arg::Word("a".into()), Arg::Word("b".into())]);
-    }
-
-    #[test]
-    fn rewritten_exec_lines_round_trip() {
-        let original = [
-            Arg::Word("/opt/My App/bin/run".into()),
-            Arg::Word(r#"--title=It's "fine" \ $HOME `x`"#.into()),
-            Arg::Word("100%".into()),
-            Arg::Field('f'),
-        ];
-        let line = join_exec(Path::new("/usr/bin/distrorun"), "rocky9", &original);
-        let back = split_exec(&line).unwrap();
-        assert_eq!(back[..2], [Arg::Word("/usr/bin/distrorun".into()), Arg::Word("rocky9".into())]);
-        assert_eq!(back[2..], original);
-        assert!(line.ends_with(" %f"), "{line}");
-    }
 
     #[test]
     fn entries_are_rewritten_and_marked() {

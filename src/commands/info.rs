@@ -1,178 +1,25 @@
-//! `--list --json` and `--info NAME [--json]`: what a distro is, and
-//! whether and how this caller may use it, worked out without entering it.
+//! `--info NAME [--json]`: what a distro is, and whether and how this
+//! caller may use it, worked out without entering it.
 //!
-//! The backend is predicted the way `run` picks it, except that whether user
-//! namespaces are usable is probed in a throw-away child: the front end
-//! itself must stay able to exec the setuid helper afterwards.
+//! The backend is predicted the way a run picks it, except that whether
+//! user namespaces are usable is probed in a throw-away child: the front
+//! end itself must stay able to exec the setuid helper afterwards.
 
 use std::fmt::Write as _;
-use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use distrorun_config::access::{self, Caller};
-use distrorun_config::{load, paths, BackendChoice, Found, Origin};
+use distrorun_config::BackendChoice;
 use distrorun_engine::{mount, Error};
 use nix::errno::Errno;
-use nix::fcntl::{open, openat2, OFlag, OpenHow, ResolveFlag};
-use nix::sys::stat::Mode;
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use serde::Serialize;
 
-use crate::commands::doctor::Userns;
-use crate::commands::run;
-
-/// The backend a caller would get, and why; `backend` is None when there is
-/// none it could use.
-#[derive(Debug, Clone, Serialize)]
-pub struct Prediction {
-    pub backend: Option<&'static str>,
-    pub why: String,
-}
-
-/// Predicts the backend as `run` would choose it, from the config's choice.
-pub fn predict(found: &Found, caller: &Caller, userns: &Userns) -> Prediction {
-    let some = |b, why: &str| Prediction { backend: Some(b), why: why.to_owned() };
-    let none = |why: String| Prediction { backend: None, why };
-    if caller.uid.is_root() {
-        return some("root", "the caller is root: a private mount namespace, no user namespace");
-    }
-    let helper = || match helper_problem() {
-        _ if found.origin == Origin::User => {
-            Err("per-user distros never go through the setuid helper, which reads only system configs"
-                .to_owned())
-        }
-        Some(problem) => Err(format!("the setuid helper {} {problem}", paths::helper_path().display())),
-        None => Ok(()),
-    };
-    match found.distro.backend {
-        BackendChoice::Helper => match helper() {
-            Ok(()) => some("helper", "the config asks for the helper"),
-            Err(why) => none(format!("the config asks for the helper, but {why}")),
-        },
-        BackendChoice::Userns => match &userns.forbidden {
-            None => some("userns", "the config asks for user namespaces, and they are usable"),
-            Some(why) => none(format!("the config asks for user namespaces, but {why}")),
-        },
-        BackendChoice::Auto => match (&userns.forbidden, helper()) {
-            (None, _) => some("userns", "user namespaces are usable"),
-            (Some(why), Ok(())) => Prediction {
-                backend: Some("helper"),
-                why: format!("user namespaces are not usable ({why}), so the setuid helper"),
-            },
-            (Some(why), Err(helper_why)) => {
-                none(format!("user namespaces are not usable ({why}), and {helper_why}"))
-            }
-        },
-    }
-}
-
-/// Why the installed helper cannot be used, or None when it can.
-pub fn helper_problem() -> Option<&'static str> {
-    match std::fs::metadata(paths::helper_path()) {
-        Err(_) => Some("is not installed"),
-        Ok(m) if m.uid() != 0 => Some("is not owned by root"),
-        Ok(m) if m.mode() & 0o4000 == 0 => Some("is not setuid"),
-        Ok(_) => None,
-    }
-}
-
-/// Whether this caller may use the distro, and the reason when not.
-fn may_use(found: &Found, caller: &Caller, prediction: &Prediction) -> (bool, Option<String>) {
-    if let Err(e) = access::check(&found.name, &found.distro, caller) {
-        return (false, Some(e.to_string()));
-    }
-    match prediction.backend {
-        Some(_) => (true, None),
-        None => (false, Some(prediction.why.clone())),
-    }
-}
-
-#[derive(Serialize)]
-struct ListEntry {
-    name: String,
-    origin: &'static str,
-    config: String,
-    /// None when the config could not be read.
-    directory: Option<String>,
-    directory_exists: bool,
-    backend: Option<&'static str>,
-    may_use: bool,
-    /// Why the config cannot be used at all, or why this caller may not.
-    problem: Option<String>,
-}
-
-fn origin_word(origin: Origin) -> &'static str {
-    match origin {
-        Origin::System => "system",
-        Origin::User => "user",
-    }
-}
-
-/// Paths in JSON: as text; a byte that is not UTF-8 shows as U+FFFD, as in
-/// every other message distrorun prints.
-fn text(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
-}
-
-/// A listed config that cannot be used at all, and why.
-fn unusable(name: String, origin: Origin, config: &Path, problem: String) -> ListEntry {
-    ListEntry {
-        name,
-        origin: origin_word(origin),
-        config: text(config),
-        directory: None,
-        directory_exists: false,
-        backend: None,
-        may_use: false,
-        problem: Some(problem),
-    }
-}
-
-/// `--list --json`.
-pub fn list_json() -> Result<(), Error> {
-    let caller = run::caller()?;
-    let (system, user) = (paths::system_config_dir(), run::user_config_dir());
-    let mut userns = None;
-    let mut entries = Vec::new();
-    for (name, origin) in load::list(&system, user.as_deref()) {
-        let dir = match origin {
-            Origin::System => system.clone(),
-            Origin::User => user.clone().unwrap_or_default(),
-        };
-        let config = dir.join(format!("{name}.conf"));
-        let entry = match load::find(&name, &system, user.as_deref()) {
-            Ok(found) if found.origin == origin => {
-                let userns = userns.get_or_insert_with(|| Userns::probe(&caller));
-                let prediction = predict(&found, &caller, userns);
-                let (ok, why) = may_use(&found, &caller, &prediction);
-                ListEntry {
-                    name,
-                    origin: origin_word(origin),
-                    config: text(&config),
-                    directory: Some(text(&found.distro.dir)),
-                    directory_exists: found.distro.dir.is_dir(),
-                    backend: prediction.backend,
-                    may_use: ok,
-                    problem: why,
-                }
-            }
-            Ok(found) => unusable(name, origin, &config, format!("shadowed by {}", found.path.display())),
-            Err(e) => unusable(name, origin, &config, e.to_string()),
-        };
-        entries.push(entry);
-    }
-    print_json(&entries)
-}
-
-fn print_json(value: &impl Serialize) -> Result<(), Error> {
-    let mut out =
-        serde_json::to_string_pretty(value).map_err(|e| Error::msg(format!("cannot write JSON: {e}")))?;
-    out.push('\n');
-    // Asked for explicitly; a closed stdout is not worth an error.
-    let _ = std::io::stdout().write_all(out.as_bytes());
-    Ok(())
-}
+use crate::backend;
+use crate::machine::Facts;
+use crate::output::{self, text};
+use crate::places::{self, origin_word};
+use crate::tree;
 
 #[derive(Serialize)]
 struct VolumeInfo {
@@ -219,12 +66,12 @@ fn backend_word(choice: BackendChoice) -> &'static str {
 
 /// `--info NAME [--json]`.
 pub fn info(name: &str, json: bool) -> Result<(), Error> {
-    let caller = run::caller()?;
-    let found = run::find_config(name)?;
-    let userns = Userns::probe(&caller);
-    let prediction = predict(&found, &caller, &userns);
-    let (ok, why_not) = may_use(&found, &caller, &prediction);
-    let root = open(&found.distro.dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty());
+    let caller = places::caller()?;
+    let found = places::find_config(name)?;
+    let facts = Facts::probe(&caller);
+    let prediction = backend::predict(&found, &caller, &facts);
+    let (ok, why_not) = backend::may_use(&found, &caller, &prediction);
+    let root = tree::open_path(&found.distro.dir);
     let mut volumes = Vec::new();
     for kernel in ["/proc", "/sys"] {
         volumes.push(volume_info(
@@ -260,10 +107,9 @@ pub fn info(name: &str, json: bool) -> Result<(), Error> {
         backend_why: prediction.why,
     };
     if json {
-        return print_json(&info);
+        return output::print_json(&info);
     }
-    // Asked for explicitly; a closed stdout is not worth an error.
-    let _ = std::io::stdout().write_all(info_text(&info).as_bytes());
+    output::print(&info_text(&info));
     Ok(())
 }
 
@@ -371,11 +217,6 @@ fn unquote(v: &str) -> String {
         .or_else(|| v.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')))
         .unwrap_or(v);
     inner.replace("\\\"", "\"").replace("\\\\", "\\").replace("\\$", "$").replace("\\`", "`")
-}
-
-/// The system and per-user config directories, as `--list` reads them.
-pub fn config_dirs() -> (PathBuf, Option<PathBuf>) {
-    (paths::system_config_dir(), run::user_config_dir())
 }
 
 #[cfg(test)]

@@ -5,13 +5,13 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
 
 use distrorun_engine::Error;
 
-/// Where mmdebstrap is looked for; not `$PATH`, like newuidmap.
-const BIN_DIRS: &[&str] = &["/usr/bin", "/bin", "/usr/local/bin"];
+use crate::{error, machine};
 
 #[derive(Debug, Clone)]
 pub struct Debian {
@@ -55,13 +55,11 @@ impl Debian {
             Some(m) => Some(m.clone()),
             None => host_mirror(),
         };
-        let program =
-            BIN_DIRS.iter().map(|d| Path::new(d).join("mmdebstrap")).find(|p| p.is_file()).ok_or_else(
-                || {
-                    Error::msg("mmdebstrap is not installed; --create --debian needs it")
-                        .with_hint("install it: apt-get install mmdebstrap")
-                },
-            )?;
+        // Not from `$PATH`, like newuidmap.
+        let program = machine::program("mmdebstrap").ok_or_else(|| {
+            Error::msg("mmdebstrap is not installed; --create --debian needs it")
+                .with_hint("install it: apt-get install mmdebstrap")
+        })?;
         let mut cmd = Command::new(&program);
         // Root builds with the real ids; a user through the subordinate ones.
         cmd.arg(if system { "--mode=root" } else { "--mode=unshare" });
@@ -84,18 +82,27 @@ impl Debian {
                 log.try_clone().map_err(|e| Error::msg(format!("cannot keep mmdebstrap's messages: {e}")))?;
             cmd.stderr(Stdio::from(copy));
         }
-        let child = cmd.spawn().map_err(|e| {
-            Error::msg(format!("cannot run {}: {}", program.display(), crate::source::tarball::errno_text(&e)))
-        })?;
+        let child = cmd.spawn().map_err(|e| error::io(format!("run {}", program.display()), &e))?;
         Ok(Running { child, log, what })
     }
 }
 
 impl Running {
     /// Waits for mmdebstrap; a failure is an error with its last messages.
-    pub fn finish(mut self) -> Result<(), Error> {
-        let status = self.child.wait().map_err(|e| Error::msg(format!("cannot wait for mmdebstrap: {e}")))?;
-        if status.success() {
+    pub fn finish(self) -> Result<(), Error> {
+        self.finish_unless(|_| false)
+    }
+
+    /// Waits for mmdebstrap after distrorun stopped reading its output: a
+    /// mmdebstrap still writing then dies of SIGPIPE, which is no failure
+    /// of its own.
+    pub fn finish_after_close(self) -> Result<(), Error> {
+        self.finish_unless(|status| status.signal() == Some(nix::libc::SIGPIPE))
+    }
+
+    fn finish_unless(mut self, excused: impl Fn(&ExitStatus) -> bool) -> Result<(), Error> {
+        let status = self.child.wait().map_err(|e| error::io("wait for mmdebstrap", &e))?;
+        if status.success() || excused(&status) {
             return Ok(());
         }
         let tail = self.log.as_mut().map(last_lines).unwrap_or_default();

@@ -19,6 +19,7 @@ use distrorun_engine::Error;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::error;
 use crate::source::tarball;
 
 /// JSON documents of an image are small; anything larger is refused
@@ -104,8 +105,7 @@ impl Image {
     /// manifest by `tag`, or the only one.
     pub fn open(path: &Path, tag: Option<&str>) -> Result<Image, Error> {
         let what = format!("the image {}", path.display());
-        let meta = std::fs::metadata(path)
-            .map_err(|e| Error::msg(format!("cannot open {what}: {}", tarball::errno_text(&e))))?;
+        let meta = std::fs::metadata(path).map_err(|e| error::io(format!("open {what}"), &e))?;
         let store = if meta.is_dir() { Store::Dir(path.to_path_buf()) } else { Store::archive(path, &what)? };
         let mut image = Image { store, layers: Vec::new(), what };
         if image.store.has("index.json") {
@@ -244,9 +244,7 @@ impl Image {
         }
         let mut reader = Checked::new(self.store.open(&path, &self.what)?, &d.digest, Some(d.size), &path);
         let mut bytes = Vec::new();
-        reader
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::msg(format!("cannot read {path} in {}: {e}", self.what)))?;
+        reader.read_to_end(&mut bytes).map_err(|e| error::io(format!("read {path} in {}", self.what), &e))?;
         reader.verify(&self.what)?;
         Ok(bytes)
     }
@@ -255,9 +253,7 @@ impl Image {
     fn json<T: for<'de> Deserialize<'de>>(&self, path: &str, digest: Option<&str>) -> Result<T, Error> {
         let mut reader = self.store.open(path, &self.what)?.take(MAX_JSON + 1);
         let mut bytes = Vec::new();
-        reader
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::msg(format!("cannot read {path} in {}: {e}", self.what)))?;
+        reader.read_to_end(&mut bytes).map_err(|e| error::io(format!("read {path} in {}", self.what), &e))?;
         if let Some(digest) = digest {
             let got = format!("sha256:{:x}", Sha256::digest(&bytes));
             if got != digest {
@@ -309,8 +305,7 @@ impl Store {
     /// Indexes the members of an uncompressed tar file by path, so that
     /// blobs can be read in the order the manifest lists them.
     fn archive(path: &Path, what: &str) -> Result<Store, Error> {
-        let file = File::open(path)
-            .map_err(|e| Error::msg(format!("cannot open {what}: {}", tarball::errno_text(&e))))?;
+        let file = File::open(path).map_err(|e| error::io(format!("open {what}"), &e))?;
         let mut head = [0u8; 8];
         let n = file.read_at(&mut head, 0).unwrap_or(0);
         if tarball::Compression::detect(&head[..n]) != tarball::Compression::None {
@@ -345,9 +340,8 @@ impl Store {
         }
         match self {
             Store::Dir(dir) => {
-                let file = File::open(dir.join(path)).map_err(|e| {
-                    Error::msg(format!("cannot open {path} in {what}: {}", tarball::errno_text(&e)))
-                })?;
+                let file = File::open(dir.join(path))
+                    .map_err(|e| error::io(format!("open {path} in {what}"), &e))?;
                 Ok(Box::new(file))
             }
             Store::Archive { file, members } => {
@@ -404,7 +398,7 @@ impl<R: Read> Checked<R> {
     /// Reads what is left, then compares the digest and the size.
     pub fn verify(mut self, what: &str) -> Result<(), Error> {
         io::copy(&mut self, &mut io::sink())
-            .map_err(|e| Error::msg(format!("cannot read {} in {what}: {e}", self.name)))?;
+            .map_err(|e| error::io(format!("read {} in {what}", self.name), &e))?;
         let got = format!("sha256:{:x}", self.hasher.finalize());
         if got != self.digest {
             return Err(Error::msg(format!(

@@ -134,16 +134,7 @@ impl Read for ReadAhead {
 
 /// Opens a tarball as the caller.
 pub fn open(path: &std::path::Path) -> Result<File, Error> {
-    File::open(path)
-        .map_err(|e| Error::msg(format!("cannot open the tarball {}: {}", path.display(), errno_text(&e))))
-}
-
-/// An `io::Error` in the words the rest of distrorun uses for errnos.
-pub fn errno_text(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(n) => nix::errno::Errno::from_raw(n).desc().to_owned(),
-        None => e.to_string(),
-    }
+    File::open(path).map_err(|e| crate::error::io(format!("open the tarball {}", path.display()), &e))
 }
 
 #[cfg(test)]

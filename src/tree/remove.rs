@@ -1,5 +1,6 @@
-//! Removing trees by descriptors: `distrorun --remove`, and the replacing
-//! and whiteouts of the unpacker.
+//! Removing trees by descriptors: for `distrorun --remove`, for the
+//! leftovers of an interrupted create, and for the replacing and whiteouts
+//! of the unpacker.
 //!
 //! Every directory is opened relative to its parent's descriptor with
 //! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV)`, so a
@@ -8,21 +9,16 @@
 //! checked too. What cannot be removed for that reason is reported.
 
 use std::ffi::{CStr, OsStr};
-use std::io::{BufRead, IsTerminal, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use distrorun_config::access::Caller;
-use distrorun_config::{IdMode, Origin};
 use distrorun_engine::Error;
 use nix::dir::Dir;
 use nix::errno::Errno;
-use nix::fcntl::{open, openat2, renameat2, OFlag, OpenHow, RenameFlags, ResolveFlag};
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
-
-use crate::commands::create;
 
 /// Removes the directory `name` in `parent` and everything below it.
 /// Mount points below it are left in place, and so are their parents: the
@@ -168,58 +164,6 @@ fn list(dir: &OwnedFd) -> Result<Vec<(Vec<u8>, bool)>, Errno> {
     Ok(out)
 }
 
-/// `distrorun --remove NAME [--yes]`.
-pub fn remove(name: &str, yes: bool, caller: &Caller) -> Result<(), Error> {
-    let found = crate::commands::run::find_config(name)?;
-    if found.origin == Origin::System {
-        return Err(Error::msg(format!(
-            "distro {name} is a system distro ({}); --remove removes only per-user distros",
-            found.path.display()
-        ))
-        .with_hint("an admin removes a system distro by hand"));
-    }
-    if found.distro.ids != IdMode::Subuid {
-        return Err(Error::msg(format!(
-            "distro {name} ({}) was not made by distrorun --create; remove its tree and config yourself",
-            found.path.display()
-        )));
-    }
-    let dir = found.distro.dir.clone();
-    let (Some(parent), Some(base)) = (dir.parent(), dir.file_name()) else {
-        return Err(Error::msg(format!("distro {name} has no removable directory {}", dir.display())));
-    };
-    if !yes && !confirm(name, &dir, &found.path)? {
-        return Err(Error::msg(format!("distro {name} was not removed")));
-    }
-    let ids = crate::subids::keep_id(caller)?;
-    let parent_fd = open(parent, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| Error::sys(format!("open {}", parent.display()), e))?;
-    create::enter_namespace(&ids)?;
-    // Renamed first, then the config deleted: an interrupted removal leaves
-    // a hidden leftover that the next --create of the name cleans up, never
-    // a distro that looks usable.
-    let hidden = create::partial_name(name);
-    match nix::sys::stat::fstatat(&parent_fd, hidden.as_os_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
-        Ok(_) => remove_leftover(&parent_fd, &hidden, parent)?,
-        Err(Errno::ENOENT) => {}
-        Err(e) => return Err(Error::sys(format!("look at {}", parent.join(&hidden).display()), e)),
-    }
-    // A tree already gone (deleted by hand) leaves only the config to remove.
-    let moved =
-        match renameat2(&parent_fd, base, &parent_fd, hidden.as_os_str(), RenameFlags::RENAME_NOREPLACE) {
-            Ok(()) => true,
-            Err(Errno::ENOENT) => false,
-            Err(e) => return Err(Error::sys(format!("move {} aside for removal", dir.display()), e)),
-        };
-    std::fs::remove_file(&found.path).map_err(|e| {
-        Error::sys(format!("remove {}", found.path.display()), Errno::from_raw(e.raw_os_error().unwrap_or(0)))
-    })?;
-    if moved {
-        remove_leftover(&parent_fd, &hidden, parent)?;
-    }
-    Ok(())
-}
-
 /// Removes `parent/name` by descriptors, reporting what had to stay.
 pub fn remove_leftover(parent_fd: &OwnedFd, name: &Path, parent: &Path) -> Result<(), Error> {
     let mut walk = Walk::default();
@@ -241,24 +185,4 @@ pub fn remove_leftover(parent_fd: &OwnedFd, name: &Path, parent: &Path) -> Resul
             .with_hint(format!("unmount it, then delete {}", parent.join(name).display())))
         }
     }
-}
-
-/// Asks on the terminal. Without one, and without `--yes`, nothing is removed.
-fn confirm(name: &str, dir: &Path, config: &Path) -> Result<bool, Error> {
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        return Err(Error::msg(format!(
-            "not removing distro {name} without confirmation: standard input is not a terminal"
-        ))
-        .with_hint("pass --yes to remove it without asking"));
-    }
-    eprint!(
-        "distrorun: remove distro {name}, its tree {} and its config {}? [y/N] ",
-        dir.display(),
-        config.display()
-    );
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    stdin.lock().read_line(&mut answer).map_err(|e| Error::msg(format!("cannot read the answer: {e}")))?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }

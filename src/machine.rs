@@ -1,0 +1,234 @@
+//! What this machine offers this caller, found out once and handed on as
+//! data: whether user namespaces are usable and why not, the state of the
+//! setuid helper, and where the programs distrorun runs are installed.
+//! `--info`, `--doctor` and the backend choice all read these facts, so
+//! they cannot disagree about them.
+
+use std::path::{Path, PathBuf};
+
+use distrorun_config::access::Caller;
+use distrorun_config::paths;
+use distrorun_engine::userns::{self, Simulate};
+use distrorun_engine::{sys, Error};
+use nix::errno::Errno;
+use nix::sys::stat::stat;
+use nix::sys::statvfs::{statvfs, FsFlags};
+
+/// Where the programs distrorun runs (newuidmap, newgidmap, mmdebstrap)
+/// are looked for. The list is fixed: `$PATH` must never choose them, since
+/// newuidmap and newgidmap write the id maps with privilege.
+const BIN_DIRS: &[&str] = &["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"];
+
+/// The installed program `name`, from the fixed list of directories.
+pub fn program(name: &str) -> Option<PathBuf> {
+    BIN_DIRS.iter().map(|dir| Path::new(dir).join(name)).find(|p| p.is_file())
+}
+
+/// What a run, `--info` and `--doctor` need to know of this machine.
+pub struct Facts {
+    pub userns: Userns,
+    pub helper: Helper,
+}
+
+impl Facts {
+    /// Probes the machine for `caller`; costs a fork, so it is done only
+    /// where a report is asked for, never on the way to a run.
+    pub fn probe(caller: &Caller) -> Facts {
+        Facts { userns: Userns::probe(caller), helper: Helper::probe(&paths::helper_path()) }
+    }
+}
+
+/// The state of the installed setuid helper: the one answer to "can it be
+/// used", for the backend's fallback, `--info` and `--doctor` alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Helper {
+    Ready,
+    /// It cannot be examined (ENOENT: it is not there).
+    Missing(Errno),
+    NotRoot {
+        uid: u32,
+    },
+    NotSetuid {
+        mode: u32,
+    },
+    /// Its file system is mounted nosuid, so executing it gains nothing.
+    NoSuid,
+    /// Its file system cannot be examined.
+    Unchecked(Errno),
+}
+
+impl Helper {
+    pub fn probe(path: &Path) -> Helper {
+        let st = match stat(path) {
+            Ok(st) => st,
+            Err(e) => return Helper::Missing(e),
+        };
+        if st.st_uid != 0 {
+            return Helper::NotRoot { uid: st.st_uid };
+        }
+        if st.st_mode & 0o4000 == 0 {
+            return Helper::NotSetuid { mode: st.st_mode & 0o7777 };
+        }
+        match statvfs(path) {
+            Ok(fs) if fs.flags().contains(FsFlags::ST_NOSUID) => Helper::NoSuid,
+            Ok(_) => Helper::Ready,
+            Err(e) => Helper::Unchecked(e),
+        }
+    }
+
+    /// What is wrong with it, as the end of "the setuid helper PATH ...",
+    /// or None when it can be used.
+    pub fn problem(&self) -> Option<String> {
+        Some(match self {
+            Helper::Ready => return None,
+            Helper::Missing(Errno::ENOENT) => "is not installed".to_owned(),
+            Helper::Missing(e) => format!("cannot be examined: {}", e.desc()),
+            Helper::NotRoot { uid } => format!("is owned by uid {uid}, not root"),
+            Helper::NotSetuid { mode } => format!("is not setuid (mode {mode:o})"),
+            Helper::NoSuid => "lies on a file system mounted nosuid, so it gains nothing".to_owned(),
+            Helper::Unchecked(e) => format!("lies on a file system that cannot be checked: {}", e.desc()),
+        })
+    }
+}
+
+const USERNS_CLONE: &str = "/proc/sys/kernel/unprivileged_userns_clone";
+const MAX_USERNS: &str = "/proc/sys/user/max_user_namespaces";
+const APPARMOR_RESTRICT: &str = "/proc/sys/kernel/apparmor_restrict_unprivileged_userns";
+const APPARMOR_PROFILES: &str = "/sys/kernel/security/apparmor/profiles";
+
+/// Whether this caller can use a user namespace, and if not, why and what
+/// fixes it.
+pub struct Userns {
+    pub forbidden: Option<String>,
+    pub fix: Option<String>,
+    /// A note on a setting that is on but does not stop this caller.
+    pub note: Option<String>,
+}
+
+impl Userns {
+    /// Probes in a forked child, which enters the namespace exactly as a
+    /// run would; this process is left as it was. The reason is read from
+    /// the settings that can forbid it.
+    pub fn probe(caller: &Caller) -> Userns {
+        if caller.uid.is_root() {
+            return Userns { forbidden: None, fix: None, note: None };
+        }
+        let (uid, gid, simulate) = (caller.uid, caller.gid, simulation());
+        let usable = sys::in_child(|| matches!(userns::enter(uid, gid, simulate), Ok(Ok(()))));
+        let restricted = read_setting(APPARMOR_RESTRICT).as_deref() == Some("1");
+        match usable {
+            Ok(true) => Userns {
+                forbidden: None,
+                fix: None,
+                note: restricted.then(|| {
+                    "kernel.apparmor_restrict_unprivileged_userns is 1, and distrorun's AppArmor profile grants them"
+                        .to_owned()
+                }),
+            },
+            Ok(false) => {
+                let (why, fix) = explain(restricted);
+                Userns { forbidden: Some(why), fix: Some(fix), note: None }
+            }
+            Err(e) => Userns {
+                forbidden: Some(format!("cannot fork to probe user namespaces: {}", e.desc())),
+                fix: Some("run distrorun --doctor from a single-threaded shell".to_owned()),
+                note: None,
+            },
+        }
+    }
+}
+
+fn read_setting(path: &str) -> Option<String> {
+    std::fs::read_to_string(path).ok().map(|s| s.trim().to_owned())
+}
+
+/// The setting that forbids user namespaces, most specific first.
+fn explain(restricted: bool) -> (String, String) {
+    let persist = "and put the same line, without `sysctl -w`, in /etc/sysctl.d/50-distrorun.conf";
+    if read_setting(USERNS_CLONE).as_deref() == Some("0") {
+        return (
+            "kernel.unprivileged_userns_clone is 0".into(),
+            format!("sysctl -w kernel.unprivileged_userns_clone=1 as root, {persist}"),
+        );
+    }
+    if read_setting(MAX_USERNS).as_deref() == Some("0") {
+        return (
+            "user.max_user_namespaces is 0".into(),
+            format!("sysctl -w user.max_user_namespaces=15000 as root, {persist}"),
+        );
+    }
+    if restricted {
+        let profile = Path::new("/etc/apparmor.d/distrorun");
+        return if apparmor_profile_loaded() {
+            (
+                "kernel.apparmor_restrict_unprivileged_userns is 1, and the loaded distrorun profile does not cover this binary".into(),
+                format!(
+                    "make the path in {} name {} and reload it: apparmor_parser -r {}",
+                    profile.display(),
+                    std::env::current_exe().map_or_else(|_| "distrorun".into(), |p| p.display().to_string()),
+                    profile.display()
+                ),
+            )
+        } else {
+            (
+                "kernel.apparmor_restrict_unprivileged_userns is 1, and no distrorun AppArmor profile is loaded".into(),
+                format!(
+                    "as root: apparmor_parser -r {} (installed by the package, or by make install-apparmor)",
+                    profile.display()
+                ),
+            )
+        };
+    }
+    if seccomp_filtered() {
+        return (
+            "a seccomp filter on this process forbids creating user namespaces (Seccomp: 2 in /proc/self/status), as container runtimes install".into(),
+            "allow unshare and clone with CLONE_NEWUSER in the container's seccomp profile, or use the setuid helper".into(),
+        );
+    }
+    (
+        "the kernel refuses to create a user namespace, for a reason none of kernel.unprivileged_userns_clone, user.max_user_namespaces, AppArmor and seccomp explains".into(),
+        "check the kernel's configuration (CONFIG_USER_NS) and security modules, or use the setuid helper".into(),
+    )
+}
+
+fn apparmor_profile_loaded() -> bool {
+    std::fs::read_to_string(APPARMOR_PROFILES)
+        .is_ok_and(|t| t.lines().any(|l| l.split_whitespace().next() == Some("distrorun")))
+}
+
+fn seccomp_filtered() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|t| {
+        t.lines().any(|l| l.split_once(':').is_some_and(|(k, v)| k == "Seccomp" && v.trim() == "2"))
+    })
+}
+
+/// Ends the hint of an error whose cause is the machine (no usable user
+/// namespace, no usable helper) with a pointer to `--doctor`.
+pub fn point_to(e: Error) -> Error {
+    let hint = match e.hint() {
+        Some(h) => format!("{h}; distrorun --doctor says what this machine lacks"),
+        None => "distrorun --doctor says what this machine lacks".to_owned(),
+    };
+    e.with_hint(hint)
+}
+
+/// Whether to bind the identity files the way kernels before 6.15 need,
+/// where the kernel would take the direct way: the test suite's switch for
+/// testing that path on a new kernel; compiled only into test builds.
+pub fn identity_via_etc() -> bool {
+    #[cfg(feature = "test-seams")]
+    if std::env::var_os("DISTRORUN_TEST_IDENTITY_VIA_ETC").is_some_and(|v| v == "1") {
+        return true;
+    }
+    false
+}
+
+/// The test suite's stand-in for Ubuntu's `AppArmor` restriction; compiled
+/// only into test builds of distrorun, never into the helper.
+pub fn simulation() -> Simulate {
+    #[cfg(feature = "test-seams")]
+    if std::env::var_os("DISTRORUN_TEST_USERNS_UNUSABLE").is_some_and(|v| v == "1") {
+        return Simulate::UnusableNamespace;
+    }
+    Simulate::Nothing
+}
