@@ -232,3 +232,37 @@ pub fn simulation() -> Simulate {
     }
     Simulate::Nothing
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_newuidmap_only_in_path_is_not_found() {
+        let dir = std::env::temp_dir().join(format!("distrorun-path-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let planted = dir.join("newuidmap");
+        std::fs::write(&planted, "#!/bin/sh\n").unwrap();
+        // Ahead of everything else: were `$PATH` consulted, this would win.
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut dirs = vec![dir.clone()];
+        dirs.extend(std::env::split_paths(&path));
+        std::env::set_var("PATH", std::env::join_paths(dirs).unwrap());
+        let found = program("newuidmap");
+        std::env::set_var("PATH", path);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_ne!(found.as_deref(), Some(planted.as_path()));
+        assert!(found.iter().all(|p| BIN_DIRS.iter().any(|d| p.starts_with(d))), "{found:?}");
+    }
+
+    #[test]
+    fn the_helper_status_is_read_from_the_file() {
+        assert_eq!(Helper::probe(Path::new("/nonexistent/distrorun-helper")), Helper::Missing(Errno::ENOENT));
+        assert_eq!(
+            Helper::probe(Path::new("/nonexistent/distrorun-helper")).problem().as_deref(),
+            Some("is not installed")
+        );
+        // Root's own, but not setuid, on every system this builds on.
+        assert!(matches!(Helper::probe(Path::new("/bin/sh")), Helper::NotSetuid { .. }));
+    }
+}

@@ -56,9 +56,10 @@ impl Ids {
             Ok(Some(user)) => user.name,
             _ => caller.uid.to_string(),
         };
+        let id = caller.uid.as_raw();
         Ids {
-            uids: range_of(SUBUID, &name, caller.uid.as_raw()),
-            gids: range_of(SUBGID, &name, caller.uid.as_raw()),
+            uids: read_file(SUBUID).and_then(|text| range_in(&text, SUBUID, &name, id)),
+            gids: read_file(SUBGID).and_then(|text| range_in(&text, SUBGID, &name, id)),
             newuidmap: machine::program("newuidmap"),
             newgidmap: machine::program("newgidmap"),
             name,
@@ -95,13 +96,19 @@ pub fn enter_keep_id(ids: &KeepId) -> Result<(), Error> {
     }
 }
 
-fn range_of(file: &str, name: &str, id: u32) -> Result<Range, Error> {
-    let text = match std::fs::read_to_string(file) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(crate::error::io(format!("read {file}"), &e)),
-    };
-    find_range(&text, name, id).ok_or_else(|| {
+/// A subordinate id file's text; a missing file lists nobody.
+fn read_file(file: &str) -> Result<String, Error> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(crate::error::io(format!("read {file}"), &e)),
+    }
+}
+
+/// The range of `name` (or `id`) in `text`, the contents of `file`, or the
+/// error that names the fix.
+fn range_in(text: &str, file: &str, name: &str, id: u32) -> Result<Range, Error> {
+    find_range(text, name, id).ok_or_else(|| {
         Error::msg(format!("user {name} has no subordinate id range in {file}, which per-user distros need"))
             .with_hint(format!(
                 "ask the admin to run: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {name}"
@@ -160,6 +167,20 @@ pub fn become_root() -> Result<(), Error> {
     setgroups(&[root.1]).map_err(|e| Error::sys("drop the supplementary groups for --root", e))?;
     setresgid(root.1, root.1, root.1).map_err(|e| Error::sys("become gid 0 inside the distro", e))?;
     setresuid(root.0, root.0, root.0).map_err(|e| Error::sys("become uid 0 inside the distro", e))
+}
+
+#[cfg(test)]
+impl Ids {
+    /// The ids of user `name` (uid `id`) as these file contents give them.
+    pub fn from_texts(name: &str, id: u32, uid_text: &str, gid_text: &str, programs: Option<PathBuf>) -> Ids {
+        Ids {
+            name: name.to_owned(),
+            uids: range_in(uid_text, SUBUID, name, id),
+            gids: range_in(gid_text, SUBGID, name, id),
+            newuidmap: programs.clone(),
+            newgidmap: programs,
+        }
+    }
 }
 
 #[cfg(test)]

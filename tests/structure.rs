@@ -130,8 +130,7 @@ fn imports(text: &str) -> BTreeSet<String> {
             None => vec![rest],
         };
         for name in names {
-            let name: String =
-                name.trim().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            let name: String = name.trim().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
             if !name.is_empty() {
                 out.insert(name);
             }
@@ -144,9 +143,7 @@ fn imports(text: &str) -> BTreeSet<String> {
 fn modules_import_only_the_ones_below_them() {
     let layers = layers();
     let rank = |module: &str| {
-        layers
-            .iter()
-            .position(|l| l == module || *l == format!("{module}.rs") || *l == format!("{module}/"))
+        layers.iter().position(|l| l == module || *l == format!("{module}.rs") || *l == format!("{module}/"))
     };
     let mut wrong = Vec::new();
     for file in rust_files(&repo().join("src")) {
@@ -156,14 +153,13 @@ fn modules_import_only_the_ones_below_them() {
             continue;
         };
         for imported in imports(&read(&file)) {
-            match rank(&imported) {
-                Some(r) if r == own && module == "commands/" => {
-                    wrong.push(format!("{}: a command imports another command, crate::{imported}", shown(&file)));
-                }
-                Some(r) if r >= own => {}
-                Some(_) => wrong.push(format!("{}: imports crate::{imported}, listed above it", shown(&file))),
-                None => wrong.push(format!("{}: imports crate::{imported}, not in README", shown(&file))),
-            }
+            let why = match rank(&imported) {
+                Some(r) if r == own && module == "commands/" => "a command imports another command",
+                Some(r) if r >= own => continue,
+                Some(_) => "it is listed above the importer",
+                None => "it is not listed in README",
+            };
+            wrong.push(format!("{}: imports crate::{imported}: {why}", shown(&file)));
         }
     }
     assert!(wrong.is_empty(), "imports against the layering in README:\n{}", wrong.join("\n"));

@@ -271,3 +271,94 @@ fn check_distro(r: &mut Report, found: &Found) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::Userns;
+    use distrorun_config::access::Caller;
+    use nix::unistd::{Gid, Uid};
+
+    fn user() -> Caller {
+        Caller { uid: Uid::from_raw(1000), gid: Gid::from_raw(1000), groups: vec![] }
+    }
+
+    fn machine(forbidden: Option<&str>, helper: Helper) -> Report {
+        let userns =
+            Userns { forbidden: forbidden.map(str::to_owned), fix: Some("the fix".into()), note: None };
+        let mut r = Report::default();
+        check_machine(&mut r, &user(), &Facts { userns, helper });
+        r
+    }
+
+    #[test]
+    fn a_helper_on_a_nosuid_mount_is_a_problem_where_it_is_needed() {
+        let r = machine(Some("user.max_user_namespaces is 0"), Helper::NoSuid);
+        assert_eq!(r.problems, 2, "{}", r.text);
+        assert!(r.text.contains("problem: unprivileged user namespaces are not usable"), "{}", r.text);
+        assert!(r.text.contains("lies on a file system mounted nosuid"), "{}", r.text);
+        assert!(r.text.contains("fix: remount that file system without nosuid"), "{}", r.text);
+        // Where user namespaces work, it is only a warning.
+        let r = machine(None, Helper::NoSuid);
+        assert_eq!(r.problems, 0, "{}", r.text);
+        assert!(r.text.contains("warning: the setuid helper"), "{}", r.text);
+    }
+
+    #[test]
+    fn the_doctor_and_the_backend_agree_on_the_helper() {
+        let states = [
+            Helper::Ready,
+            Helper::Missing(Errno::ENOENT),
+            Helper::NotRoot { uid: 1000 },
+            Helper::NotSetuid { mode: 0o755 },
+            Helper::NoSuid,
+            Helper::Unchecked(Errno::EIO),
+        ];
+        for helper in states {
+            let r = machine(Some("kernel.unprivileged_userns_clone is 0"), helper.clone());
+            let usable = helper.problem().is_none();
+            assert_eq!(r.text.contains("ok: the setuid helper"), usable, "{helper:?}: {}", r.text);
+            // Without user namespaces, an unusable helper leaves no way in.
+            assert_eq!(r.problems, if usable { 0 } else { 2 }, "{helper:?}: {}", r.text);
+        }
+    }
+
+    #[test]
+    fn a_range_create_would_refuse_is_no_range_to_the_doctor() {
+        let caller = user();
+        for bad in ["alice:100000:0\n", "alice:x:65536\n", "alice:100000\n", "alice:1:2:3\n", "bob:1:65536\n"]
+        {
+            let ids = Ids::from_texts("alice", 1000, bad, bad, Some("/usr/bin/newuidmap".into()));
+            let mut r = Report::default();
+            check_subids(&mut r, &ids);
+            assert!(
+                r.text.contains("warning: /etc/subuid has no usable range for alice"),
+                "{bad:?}: {}",
+                r.text
+            );
+            let err = ids.keep_id(&caller).unwrap_err();
+            assert!(err.to_string().contains("has no subordinate id range in /etc/subuid"), "{bad:?}: {err}");
+        }
+        let good = "alice:100000:65536\n";
+        let ids = Ids::from_texts("alice", 1000, good, good, Some("/usr/bin/newuidmap".into()));
+        let mut r = Report::default();
+        check_subids(&mut r, &ids);
+        assert!(
+            r.text.contains("ok: /etc/subuid has a range for alice: 65536 ids from 100000"),
+            "{}",
+            r.text
+        );
+        assert!(ids.keep_id(&caller).is_ok());
+    }
+
+    #[test]
+    fn a_missing_newuidmap_is_a_warning_and_an_error_for_create() {
+        let good = "alice:100000:65536\n";
+        let ids = Ids::from_texts("alice", 1000, good, good, None);
+        let mut r = Report::default();
+        check_subids(&mut r, &ids);
+        assert!(r.text.contains("warning: newuidmap is not installed"), "{}", r.text);
+        let err = ids.keep_id(&user()).unwrap_err();
+        assert!(err.to_string().starts_with("newuidmap is not installed"), "{err}");
+    }
+}
