@@ -1,0 +1,206 @@
+//! Mounts: the kernel file systems, the volumes, propagation from the host
+//! and none back to it, and the switch of the root, once per backend.
+
+use super::*;
+
+per_backend! {
+    fn proc_sys_and_the_submounts_of_dev_are_present(b) {
+        let d = TestDistro::standard("submounts");
+        let mounts = mountinfo_inside(b, &d);
+        for want in ["/", "/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/home", "/tmp", "/run"] {
+            assert!(
+                mounts.iter().any(|m| m.mount_point == want),
+                "{want} is not a mount point inside:\n{}",
+                mounts.iter().map(|m| m.line.as_str()).collect::<Vec<_>>().join("\n")
+            );
+        }
+        run_in(b, &d, &["sh", "-c", "test -e /proc/self/status && test -d /sys/kernel && test -e /dev/pts/ptmx && test -e /dev/null"])
+            .output()
+            .assert_ok();
+    }
+
+    fn a_file_volume_shows_the_host_file(b) {
+        let dir = TempDir::new("filevol");
+        let host_file = dir.file("hostname", b"from-the-host\n", 0o644, 0);
+        let d = TestDistro::with_volumes(
+            "filevol",
+            Path::new(GUEST),
+            &format!(r#"["/dev", "/tmp", (src: {:?}, dst: "/etc/hostname")]"#, host_file.to_str().unwrap()),
+            "",
+        );
+        let out = run_in(b, &d, &["cat", "/etc/hostname"]).output();
+        out.assert_ok();
+        assert_eq!(out.stdout_str(), "from-the-host\n");
+    }
+
+    fn a_read_only_volume_refuses_writes(b) {
+        let dir = TempDir::owned_by(USER, "rovol");
+        fs::write(dir.join("existing"), "readable\n").unwrap();
+        let d = TestDistro::with_volumes(
+            "rovol",
+            Path::new(GUEST),
+            &format!(r#"["/dev", (src: {:?}, dst: "/mnt", read_only: true)]"#, dir.str()),
+            "",
+        );
+        let out = run_in(b, &d, &["sh", "-c", "cat /mnt/existing; touch /mnt/new"]).output();
+        assert_ne!(out.code, Some(0), "{}", out.report());
+        assert_eq!(out.stdout_str(), "readable\n", "{}", out.report());
+        out.assert_stderr_has("Read-only file system");
+        assert!(!dir.join("new").exists());
+    }
+
+    fn an_extra_volume_appears_inside(b) {
+        let copy = GuestCopy::new("xvol");
+        let extra = TempDir::new_in("/var/tmp", "xvol");
+        extra.file("data", b"extra volume\n", 0o644, 0);
+        copy.mkdir(extra.str());
+        let d = TestDistro::with_dir("xvol", &copy.path, "");
+        let file = extra.join("data");
+        let out = Run::user(&["--extra-volume", extra.str(), &d.name, "cat", file.to_str().unwrap()])
+            .backend(b)
+            .output();
+        out.assert_ok();
+        assert_eq!(out.stdout_str(), "extra volume\n");
+    }
+
+    fn an_extra_volume_the_caller_cannot_access_is_refused(b) {
+        let copy = GuestCopy::new("xvoldeny");
+        let private = TempDir::new_in("/var/tmp", "xvoldeny");
+        fs::set_permissions(&private.path, fs::Permissions::from_mode(0o700)).unwrap();
+        copy.mkdir(private.str());
+        let d = TestDistro::with_dir("xvoldeny", &copy.path, "");
+        Run::user(&["--extra-volume", private.str(), &d.name, "true"])
+            .backend(b)
+            .output()
+            .assert_own_error()
+            .assert_stderr_has(private.str());
+    }
+
+    fn host_mounts_made_while_running_appear_inside(b) {
+        let d = TestDistro::standard("propagate");
+        let shared = SharedDir::new("propagate");
+        let mnt = shared.dir.join("mnt");
+        fs::create_dir(&mnt).unwrap();
+        let started = shared.dir.join("started");
+        let script = format!(
+            "touch {started}; i=0; while [ ! -e {mnt}/file ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; cat {mnt}/file",
+            started = started.display(),
+            mnt = mnt.display()
+        );
+        let child = run_in(b, &d, &["sh", "-c", &script]).command().spawn().expect("spawn");
+        wait_for_file(&started, Duration::from_secs(30), "the command inside");
+        run_host("mount", &["-t", "tmpfs", "-o", "size=1m", "propagated", mnt.to_str().unwrap()]);
+        fs::write(mnt.join("file"), "mounted on the host later\n").unwrap();
+        let out = child.wait_with_output().expect("wait");
+        let _ = Command::new("umount").arg(&mnt).status();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "mounted on the host later\n",
+            "stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn no_mount_inside_is_shared_with_the_host(b) {
+        let d = TestDistro::standard("noshared");
+        // Something shared under a volume, which a careless copy would keep shared.
+        let _shared = SharedDir::new("noshared");
+        let shared: Vec<String> = mountinfo_inside(b, &d)
+            .into_iter()
+            .filter(|m| m.tags.iter().any(|t| t.starts_with("shared:")))
+            .map(|m| m.line)
+            .collect();
+        assert!(shared.is_empty(), "shared mounts inside would propagate to the host:\n{}", shared.join("\n"));
+    }
+
+    fn the_root_is_switched_with_pivot_root_so_user_namespaces_work_inside(b) {
+        let d = TestDistro::standard("pivot");
+        // A chrooted process cannot create a user namespace: EPERM.
+        run_in(b, &d, &["unshare", "-Ur", "true"]).output().assert_ok();
+    }
+
+    fn the_guest_is_the_root_inside(b) {
+        let d = TestDistro::standard("guestroot");
+        let out = run_in(b, &d, &["cat", "/etc/os-release"]).output();
+        out.assert_ok();
+        let suite = guest_suite();
+        assert!(
+            out.stdout_str().contains(&format!("VERSION_CODENAME={suite}")),
+            "expected the {suite} guest's os-release:\n{}",
+            out.stdout_str()
+        );
+        let mounts = mountinfo_inside(b, &d);
+        let root = mounts.iter().find(|m| m.mount_point == "/").expect("a / mount inside");
+        assert!(
+            root.root.ends_with("/distrorun-test/guest"),
+            "/ inside should be the guest tree: {}",
+            root.line
+        );
+    }
+
+    fn a_mount_point_missing_in_the_guest_is_an_error_and_nothing_is_created(b) {
+        let copy = GuestCopy::new("nomountpoint");
+        let host_only = TempDir::new_in("/var/tmp", "nomountpoint");
+        let d = TestDistro::with_volumes(
+            "nomountpoint",
+            &copy.path,
+            &format!(r#"["/dev", "/tmp", {:?}]"#, host_only.str()),
+            "",
+        );
+        let before = listing(&copy.inside("/var/tmp"));
+        Run::user(&[&d.name, "true"])
+            .backend(b)
+            .output()
+            .assert_own_error()
+            .assert_stderr_has(host_only.str());
+        assert!(!copy.inside(host_only.str()).exists(), "distrorun created the mount point in the tree");
+        assert_eq!(listing(&copy.inside("/var/tmp")), before);
+    }
+
+    fn a_symlink_in_a_mount_point_path_inside_the_guest_is_refused(b) {
+        let host_dir = TempDir::new("symlinked");
+        // The last component, then an intermediate one.
+        for (link, target, dst) in [("/mnt", "/tmp", "/mnt"), ("/opt", "usr/share", "/opt/doc")] {
+            let copy = GuestCopy::new("symlinked");
+            let at = copy.inside(link);
+            fs::remove_dir(&at).unwrap_or_else(|e| panic!("rmdir {}: {e}", at.display()));
+            std::os::unix::fs::symlink(target, &at).unwrap();
+            let d = TestDistro::with_volumes(
+                "symlinked",
+                &copy.path,
+                &format!(r#"["/dev", (src: {:?}, dst: {dst:?})]"#, host_dir.str()),
+                "",
+            );
+            Run::user(&[&d.name, "true"]).backend(b).output().assert_own_error().assert_stderr_has(dst);
+        }
+    }
+
+    fn the_host_never_sees_the_mounts_while_a_command_runs(b) {
+        let d = TestDistro::standard("hostclean");
+        let marks = TempDir::owned_by(USER, "hostclean");
+        let started = marks.join("started");
+        let mut child = run_in(b, &d, &["sh", "-c", &format!("touch {}; exec sleep 60", started.display())])
+            .command()
+            .spawn()
+            .expect("spawn");
+        wait_for_file(&started, Duration::from_secs(30), "the command inside");
+        let during = host_mounts_under(Path::new(GUEST));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(during.is_empty(), "host mounts under the guest while running:\n{}", during.join("\n"));
+        let after = host_mounts_under(Path::new(GUEST));
+        assert!(after.is_empty(), "host mounts under the guest afterwards:\n{}", after.join("\n"));
+    }
+
+    fn killing_distrorun_while_it_starts_leaves_no_mounts_on_the_host(b) {
+        let d = TestDistro::standard("killstart");
+        for micros in [0, 50, 200, 500, 1_000, 2_000, 3_000, 5_000, 10_000, 20_000] {
+            let mut child = run_in(b, &d, &["sleep", "5"]).command().spawn().expect("spawn");
+            thread::sleep(Duration::from_micros(micros));
+            child.kill().unwrap();
+            child.wait().unwrap();
+            let left = host_mounts_under(Path::new(GUEST));
+            assert!(left.is_empty(), "killed after {micros} µs, the host has mounts under the guest:\n{}", left.join("\n"));
+        }
+    }
+}
