@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Desktop tests (tests/desktop.rs, tests/user_db.rs): the servers on the
+# Desktop tests (tests/desktop/, tests/user_db.rs): the servers on the
 # host, the clients inside the guest tree, the test user's runtime directory,
 # and a user whose GECOS field holds odd characters. Sourced by
 # ci/test-setup, with its variables; idempotent.
