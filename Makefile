@@ -109,9 +109,11 @@ uninstall-apparmor:
 
 # A Debian package, built with dpkg-buildpackage from a copy of the sources
 # (so that the build leaves nothing in this tree but $(DEB_OUT)); see
-# debian/ and the README.
+# debian/ and the README. As root, it first installs the build dependencies
+# it lacks.
 DEB_OUT ?= target/deb
 deb:
+	ci/deb-build-deps
 	rm -rf $(DEB_OUT) && mkdir -p $(DEB_OUT)/src
 	tar --exclude=./target --exclude=./.git --exclude=./config/fuzz/target -cf - . | tar -C $(DEB_OUT)/src -xf -
 	cd $(DEB_OUT)/src && dpkg-buildpackage --build=binary --no-sign

@@ -174,11 +174,28 @@ guest_suite_for_host() {
 	if [ "$host" = trixie ]; then echo bookworm; else echo trixie; fi
 }
 
+# What `make deb` builds with: dpkg-buildpackage, debhelper, and the
+# packaged Rust toolchain that debian/control names (on Debian 12, the
+# rustc-web and cargo-web packages; see ensure_rust).
+ensure_deb_build_deps() {
+	ensure_packages dpkg-dev debhelper fakeroot make
+	case $(_rust_flavour "$(_rust_min_version)") in
+	web) ensure_packages rustc-web cargo-web ;;
+	plain) ensure_packages rustc cargo ;;
+	*) die "the distribution has no packaged Rust $(_rust_min_version) or later, which debian/control builds with" ;;
+	esac
+}
+
+# True when anything is mounted at or below DIR.
+mounted_under() {
+	awk -v d="$1" '$5 == d || index($5, d "/") == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo
+}
+
 # Refuses to delete a tree that has anything mounted below it: removing a tree
 # with a bound /home inside would delete the user's files.
 _no_mounts_under() {
 	local dir=$1
-	if awk -v d="$dir" '$5 == d || index($5, d "/") == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo; then
+	if mounted_under "$dir"; then
 		die "something is mounted under $dir; unmount it first (see: findmnt -R $dir)"
 	fi
 }

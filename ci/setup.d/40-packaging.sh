@@ -5,14 +5,8 @@
 # that debian/control names as a build dependency (on Debian 12, the
 # rustc-web and cargo-web packages; see ensure_rust in ci/lib.sh).
 
-ensure_packages mandoc groff-base groff man-db lintian dpkg-dev debhelper fakeroot \
-	bash-completion zsh fish make
-
-case $(_rust_flavour "$(_rust_min_version)") in
-web) ensure_packages rustc-web cargo-web ;;
-plain) ensure_packages rustc cargo ;;
-*) die "the distribution has no packaged Rust $(_rust_min_version) or later, which debian/control builds with" ;;
-esac
+ensure_packages mandoc groff-base groff man-db lintian bash-completion zsh fish
+ensure_deb_build_deps
 
 # A package that an interrupted packaging test left installed (it marks
 # its install) is purged; a distrorun package installed by anyone else is
