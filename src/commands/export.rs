@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 
 use distrorun_config::Found;
 use distrorun_engine::Error;
-use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{fstat, SFlag};
 
 use crate::cli::ExportRequest;
@@ -37,11 +36,7 @@ pub fn run(req: &ExportRequest) -> Result<(), Error> {
 /// A file inside the distro, opened as the caller and resolved with the
 /// distro's directory as `/`, so that its symlinks cannot lead out of it.
 fn open_inside(found: &Found, dir: &OwnedFd, inside: &Path) -> Result<Option<OwnedFd>, Error> {
-    let relative = inside.strip_prefix("/").unwrap_or(inside);
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    match openat2(dir.as_fd(), relative, how) {
+    match tree::open_inside(dir, inside) {
         Ok(fd) => Ok(Some(fd)),
         Err(nix::errno::Errno::ENOENT) => Ok(None),
         Err(e) => Err(Error::sys(format!("open {} in distro {}", inside.display(), found.name), e)),

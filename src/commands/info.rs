@@ -12,7 +12,6 @@ use std::path::Path;
 use distrorun_config::BackendChoice;
 use distrorun_engine::{mount, Error};
 use nix::errno::Errno;
-use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use serde::Serialize;
 
 use crate::backend;
@@ -191,10 +190,7 @@ fn volume_info(
 /// directory as `/`, since `etc/os-release` is usually an absolute symlink.
 fn pretty_name(root: &OwnedFd) -> Option<String> {
     for path in ["etc/os-release", "usr/lib/os-release"] {
-        let how = OpenHow::new()
-            .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY)
-            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-        let Ok(fd) = openat2(root, Path::new(path), how) else { continue };
+        let Ok(fd) = tree::open_inside(root, Path::new(path)) else { continue };
         let mut text = String::new();
         let file = std::fs::File::from(fd);
         if !file.metadata().is_ok_and(|m| m.is_file()) {

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use distrorun_engine::Error;
 use nix::errno::Errno;
-use nix::fcntl::{open, OFlag};
+use nix::fcntl::{open, openat2, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::Mode;
 
 pub use unpack::open_in_root;
@@ -25,4 +25,16 @@ pub fn open_path(dir: &Path) -> Result<OwnedFd, Errno> {
 pub fn open_distro(dir: &Path, name: &str) -> Result<OwnedFd, Error> {
     open_path(dir)
         .map_err(|e| Error::sys(format!("open the directory {} of distro {name}", dir.display()), e))
+}
+
+/// Opens `path` for reading inside the tree `root` as the caller would see
+/// it run there: resolved with `root` as `/`, so that the tree's symlinks,
+/// absolute ones included, cannot lead out of it. Never blocks on a FIFO,
+/// never takes a terminal.
+pub fn open_inside(root: &OwnedFd, path: &Path) -> Result<OwnedFd, Errno> {
+    let relative = path.strip_prefix("/").unwrap_or(path);
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    openat2(root, relative, how)
 }
