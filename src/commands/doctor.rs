@@ -323,42 +323,35 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_range_create_would_refuse_is_no_range_to_the_doctor() {
-        let caller = user();
-        for bad in ["alice:100000:0\n", "alice:x:65536\n", "alice:100000\n", "alice:1:2:3\n", "bob:1:65536\n"]
-        {
-            let ids = Ids::from_texts("alice", 1000, bad, bad, Some("/usr/bin/newuidmap".into()));
-            let mut r = Report::default();
-            check_subids(&mut r, &ids);
-            assert!(
-                r.text.contains("warning: /etc/subuid has no usable range for alice"),
-                "{bad:?}: {}",
-                r.text
-            );
-            let err = ids.keep_id(&caller).unwrap_err();
-            assert!(err.to_string().contains("has no subordinate id range in /etc/subuid"), "{bad:?}: {err}");
-        }
-        let good = "alice:100000:65536\n";
-        let ids = Ids::from_texts("alice", 1000, good, good, Some("/usr/bin/newuidmap".into()));
+    /// The doctor's lines on alice's ids, as these files list them, and
+    /// what `--create` would make of the same ids.
+    fn subids(text: &str, newuidmap: Option<&str>) -> (String, Result<(), Error>) {
+        let ids = Ids::from_texts("alice", 1000, text, text, newuidmap.map(Into::into));
         let mut r = Report::default();
         check_subids(&mut r, &ids);
-        assert!(
-            r.text.contains("ok: /etc/subuid has a range for alice: 65536 ids from 100000"),
-            "{}",
-            r.text
-        );
-        assert!(ids.keep_id(&caller).is_ok());
+        (r.text, ids.keep_id(&user()).map(drop))
+    }
+
+    #[test]
+    fn a_range_create_would_refuse_is_no_range_to_the_doctor() {
+        let newuidmap = Some("/usr/bin/newuidmap");
+        for bad in ["alice:100000:0\n", "alice:x:65536\n", "alice:100000\n", "alice:1:2:3\n", "bob:1:65536\n"]
+        {
+            let (text, created) = subids(bad, newuidmap);
+            assert!(text.contains("warning: /etc/subuid has no usable range for alice"), "{bad:?}: {text}");
+            let err = created.unwrap_err().to_string();
+            assert!(err.contains("has no subordinate id range in /etc/subuid"), "{bad:?}: {err}");
+        }
+        let (text, created) = subids("alice:100000:65536\n", newuidmap);
+        assert!(text.contains("ok: /etc/subuid has a range for alice: 65536 ids from 100000"), "{text}");
+        assert!(created.is_ok(), "{created:?}");
     }
 
     #[test]
     fn a_missing_newuidmap_is_a_warning_and_an_error_for_create() {
-        let good = "alice:100000:65536\n";
-        let ids = Ids::from_texts("alice", 1000, good, good, None);
-        let mut r = Report::default();
-        check_subids(&mut r, &ids);
-        assert!(r.text.contains("warning: newuidmap is not installed"), "{}", r.text);
-        let err = ids.keep_id(&user()).unwrap_err();
-        assert!(err.to_string().starts_with("newuidmap is not installed"), "{err}");
+        let (text, created) = subids("alice:100000:65536\n", None);
+        assert!(text.contains("warning: newuidmap is not installed"), "{text}");
+        let err = created.unwrap_err().to_string();
+        assert!(err.starts_with("newuidmap is not installed"), "{err}");
     }
 }
