@@ -29,10 +29,11 @@ fn lines() {
     let (system, user) = places::config_dirs();
     let mut out = String::new();
     for (name, origin) in load::list(&system, user.as_deref()) {
-        let (dir, kind) = match origin {
-            Origin::System => (system.as_path(), "system"),
-            Origin::User => (user.as_deref().unwrap_or(Path::new("")), "user"),
+        let dir = match origin {
+            Origin::System => system.as_path(),
+            Origin::User => user.as_deref().unwrap_or(Path::new("")),
         };
+        let kind = origin_word(origin);
         let ids = if origin == Origin::User { ids_column(&name) } else { "" };
         let _ = writeln!(out, "{name}\t{kind}\t{}{ids}", dir.join(format!("{name}.conf")).display());
     }
