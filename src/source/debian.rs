@@ -179,7 +179,25 @@ fn mirror_in(text: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::mirror_in;
+    use super::{mirror_in, Child, Command, Running};
+
+    /// A stand-in for mmdebstrap that ends as `script` makes it.
+    fn running(script: &str) -> Running {
+        let child: Child = Command::new("/bin/sh").args(["-c", script]).spawn().expect("/bin/sh runs");
+        Running { child, log: None, what: "the test suite".into() }
+    }
+
+    #[test]
+    fn sigpipe_is_told_by_the_exit_status() {
+        // Killed by SIGPIPE: no failure of its own once its output is closed.
+        assert!(running("kill -PIPE $$").finish_after_close().is_ok());
+        assert!(running("kill -PIPE $$").finish().is_err());
+        // Any other death, or exiting 141 (what a shell reports for SIGPIPE),
+        // is its own failure.
+        assert!(running("kill -TERM $$").finish_after_close().is_err());
+        assert!(running("exit 141").finish_after_close().is_err());
+        assert!(running("exit 0").finish_after_close().is_ok());
+    }
 
     #[test]
     fn the_hosts_mirror_is_found_in_both_formats() {
