@@ -78,6 +78,16 @@ pub struct Options {
     /// with --system: where the tree goes (default /var/lib/distrorun)
     #[argh(option, arg_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// with --create: the most the source may unpack to (default 64G)
+    #[argh(option, arg_name = "SIZE")]
+    pub max_size: Option<String>,
+    /// with --create: the most entries the source may hold (default 500000)
+    #[argh(option, arg_name = "N")]
+    pub max_entries: Option<u64>,
+    /// with --system: apply this security.* extended attribute from the
+    /// source, such as security.capability (others are dropped)
+    #[argh(option, arg_name = "NAME")]
+    pub keep_xattr: Vec<String>,
     /// with --create: no progress bar and no summary line
     #[argh(switch, short = 'q')]
     pub quiet: bool,
@@ -154,6 +164,9 @@ const TAKES_VALUE: &[&str] = &[
     "--mirror",
     "--include",
     "--state-dir",
+    "--max-size",
+    "--max-entries",
+    "--keep-xattr",
     "--remove",
     "--export",
     "--export-bin",
@@ -260,12 +273,32 @@ fn lifecycle(opts: &Options, split: &args::Split) -> Result<Option<Parsed>, Erro
                     )))
                 }
             };
+            let mut limits = crate::create::limits::Limits::default();
+            if let Some(size) = &opts.max_size {
+                limits.max_bytes = crate::create::limits::parse_size(size).map_err(Error::Usage)?;
+            }
+            if let Some(n) = opts.max_entries {
+                if n == 0 {
+                    return Err(Error::Usage("--max-entries must be at least 1".into()));
+                }
+                limits.max_entries = n;
+            }
+            if !opts.keep_xattr.is_empty() && !opts.system {
+                return Err(Error::Usage(
+                    "--keep-xattr goes with --system: a per-user create keeps what the kernel allows".into(),
+                ));
+            }
+            for name in &opts.keep_xattr {
+                crate::create::xattr_policy::check_keep(name).map_err(Error::Usage)?;
+            }
             Ok(Some(Parsed::Create(crate::create::CreateArgs {
                 name: name.clone(),
                 source,
                 quiet: opts.quiet,
                 system: opts.system,
                 state_dir: opts.state_dir.clone(),
+                limits,
+                keep_xattrs: opts.keep_xattr.clone(),
             })))
         }
         (None, Some(name)) => {
@@ -291,6 +324,11 @@ fn lifecycle(opts: &Options, split: &args::Split) -> Result<Option<Parsed>, Erro
         (None, None) if opts.yes => Err(Error::Usage("--yes goes with --remove NAME".into())),
         (None, None) if opts.system || opts.state_dir.is_some() || opts.quiet => {
             Err(Error::Usage("--system, --state-dir and --quiet go with --create NAME".into()))
+        }
+        (None, None)
+            if opts.max_size.is_some() || opts.max_entries.is_some() || !opts.keep_xattr.is_empty() =>
+        {
+            Err(Error::Usage("--max-size, --max-entries and --keep-xattr go with --create NAME".into()))
         }
         (None, None) => Ok(None),
     }

@@ -204,6 +204,7 @@ pub fn doctor() -> Result<(), Error> {
     check_system_configs(&mut r, &system);
     if !caller.uid.is_root() {
         check_subids(&mut r, &caller);
+        check_data_dir(&mut r);
     }
     check_distros(&mut r, &caller, &system, user.as_deref());
     let _ = std::io::stdout().write_all(r.text.as_bytes());
@@ -351,6 +352,22 @@ fn find_in_path(tool: &str) -> Option<PathBuf> {
         .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
         .map(|d| d.join(tool))
         .find(|p| p.is_file())
+}
+
+/// Per-user trees run their setuid files as the owner's subordinate ids:
+/// a data directory others can enter gives those ids to anyone.
+fn check_data_dir(r: &mut Report) {
+    let Ok(data) = crate::create::data_dir() else { return };
+    if let Some(mode) = crate::private_dir::open_to_others(&data) {
+        r.line(
+            Level::Problem,
+            &format!(
+                "the per-user distro directory {} has mode {mode:04o}: other users can enter it and run its trees' setuid files as your subordinate ids",
+                data.display()
+            ),
+            Some(&format!("chmod 700 {}", data.display())),
+        );
+    }
 }
 
 fn check_distros(r: &mut Report, caller: &Caller, system: &Path, user: Option<&Path>) {

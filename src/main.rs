@@ -7,12 +7,16 @@
 mod backend;
 mod cli;
 mod create;
+mod desktop_entry;
 mod doctor;
 mod export;
 mod info;
+mod namelock;
+mod private_dir;
 mod remove;
 mod run;
 mod subids;
+mod tree_marker;
 
 use std::ffi::c_int;
 use std::io::Write;

@@ -23,6 +23,8 @@ use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use crate::create;
+use crate::namelock::NameLock;
+use crate::tree_marker;
 
 /// Removes the directory `name` in `parent` and everything below it.
 /// Mount points below it are left in place, and so are their parents: the
@@ -168,9 +170,18 @@ fn list(dir: &OwnedFd) -> Result<Vec<(Vec<u8>, bool)>, Errno> {
     Ok(out)
 }
 
-/// `distrorun --remove NAME [--yes]`.
+/// `distrorun --remove NAME [--yes]`. Removes only what `--create` wrote:
+/// the config must name `NAME` in distrorun's data directory, and the tree
+/// there must be the one the marker names; anything else is refused before
+/// a file is touched.
 pub fn remove(name: &str, yes: bool, caller: &Caller) -> Result<(), Error> {
     let found = crate::run::find_config(name)?;
+    let not_ours = |why: String| {
+        Error::msg(format!(
+            "distro {name} ({}) was not made by distrorun --create: {why}; remove its tree and config yourself",
+            found.path.display()
+        ))
+    };
     if found.origin == Origin::System {
         return Err(Error::msg(format!(
             "distro {name} is a system distro ({}); --remove removes only per-user distros",
@@ -179,45 +190,72 @@ pub fn remove(name: &str, yes: bool, caller: &Caller) -> Result<(), Error> {
         .with_hint("an admin removes a system distro by hand"));
     }
     if found.distro.ids != IdMode::Subuid {
-        return Err(Error::msg(format!(
-            "distro {name} ({}) was not made by distrorun --create; remove its tree and config yourself",
-            found.path.display()
-        )));
+        return Err(not_ours("it does not map subordinate ids".into()));
     }
     let dir = found.distro.dir.clone();
-    let (Some(parent), Some(base)) = (dir.parent(), dir.file_name()) else {
-        return Err(Error::msg(format!("distro {name} has no removable directory {}", dir.display())));
+    let data = create::data_dir()?;
+    let data_fd = match open(&data, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Err(not_ours(format!("{} does not exist", data.display()))),
+        Err(e) => return Err(Error::sys(format!("open {}", data.display()), e)),
     };
+    let in_data_dir = dir.file_name() == Some(OsStr::new(name))
+        && dir.parent().is_some_and(|parent| same_dir(parent, &data_fd));
+    if !in_data_dir {
+        return Err(not_ours(format!(
+            "its directory {} is not {}",
+            dir.display(),
+            data.join(name).display()
+        )));
+    }
+    let _lock = NameLock::acquire(&data_fd, &data, name, "remove")?;
+    let hidden = create::partial_name(name);
+    let hidden_str = hidden.to_str().unwrap_or_default();
+    let mut present = Vec::new();
+    for entry in [hidden_str, name] {
+        match nix::sys::stat::fstatat(&data_fd, entry, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(_) => {
+                tree_marker::require(&data_fd, &data, name, entry)?;
+                present.push(entry);
+            }
+            Err(Errno::ENOENT) => {}
+            Err(e) => return Err(Error::sys(format!("look at {}", data.join(entry).display()), e)),
+        }
+    }
+    if present.is_empty() && !tree_marker::exists(&data_fd, name) {
+        return Err(not_ours(format!("{} has no tree it made", data.display())));
+    }
     if !yes && !confirm(name, &dir, &found.path)? {
         return Err(Error::msg(format!("distro {name} was not removed")));
     }
     let ids = crate::subids::keep_id(caller)?;
-    let parent_fd = open(parent, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| Error::sys(format!("open {}", parent.display()), e))?;
     create::enter_namespace(&ids)?;
     // Renamed first, then the config deleted: an interrupted removal leaves
     // a hidden leftover that the next --create of the name cleans up, never
     // a distro that looks usable.
-    let hidden = create::partial_name(name);
-    match nix::sys::stat::fstatat(&parent_fd, hidden.as_os_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
-        Ok(_) => remove_leftover(&parent_fd, &hidden, parent)?,
-        Err(Errno::ENOENT) => {}
-        Err(e) => return Err(Error::sys(format!("look at {}", parent.join(&hidden).display()), e)),
+    if present.contains(&hidden_str) {
+        remove_leftover(&data_fd, &hidden, &data)?;
     }
-    // A tree already gone (deleted by hand) leaves only the config to remove.
-    let moved =
-        match renameat2(&parent_fd, base, &parent_fd, hidden.as_os_str(), RenameFlags::RENAME_NOREPLACE) {
-            Ok(()) => true,
-            Err(Errno::ENOENT) => false,
-            Err(e) => return Err(Error::sys(format!("move {} aside for removal", dir.display()), e)),
-        };
+    let moved = present.contains(&name);
+    if moved {
+        renameat2(&data_fd, name, &data_fd, hidden.as_os_str(), RenameFlags::RENAME_NOREPLACE)
+            .map_err(|e| Error::sys(format!("move {} aside for removal", dir.display()), e))?;
+    }
     std::fs::remove_file(&found.path).map_err(|e| {
         Error::sys(format!("remove {}", found.path.display()), Errno::from_raw(e.raw_os_error().unwrap_or(0)))
     })?;
     if moved {
-        remove_leftover(&parent_fd, &hidden, parent)?;
+        remove_leftover(&data_fd, &hidden, &data)?;
     }
-    Ok(())
+    tree_marker::unmark(&data_fd, &data, name)
+}
+
+/// Whether `path` is the directory open as `dir`.
+fn same_dir(path: &Path, dir: &OwnedFd) -> bool {
+    match (nix::sys::stat::stat(path), fstat(dir)) {
+        (Ok(a), Ok(b)) => (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino),
+        _ => false,
+    }
 }
 
 /// Removes `parent/name` by descriptors, reporting what had to stay.

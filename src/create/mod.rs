@@ -8,9 +8,13 @@
 //! that looks usable, and the next create of the name cleans up.
 
 pub mod debian;
+pub mod limits;
 pub mod oci;
+pub mod sparse;
+pub mod tar_guard;
 pub mod tarball;
 pub mod unpack;
+pub mod xattr_policy;
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
@@ -31,8 +35,11 @@ use nix::fcntl::{open, openat, renameat2, AtFlags, OFlag, RenameFlags};
 use nix::sys::stat::{fstatat, mkdirat, Mode, SFlag};
 use nix::unistd::{fchownat, Gid, Uid};
 
-use crate::remove;
+use crate::namelock::NameLock;
+use crate::{private_dir, remove, tree_marker};
+use limits::Limits;
 use unpack::{Progress, Stats, Unpacker, Whiteouts};
+use xattr_policy::XattrPolicy;
 
 /// What `--create` was asked for.
 #[derive(Debug, Clone)]
@@ -45,6 +52,10 @@ pub struct CreateArgs {
     pub system: bool,
     /// With `system`: where the tree goes instead of [`SYSTEM_STATE_DIR`].
     pub state_dir: Option<PathBuf>,
+    /// How much the source may unpack to.
+    pub limits: Limits,
+    /// With `system`: the `security.*` attributes to apply.
+    pub keep_xattrs: Vec<String>,
 }
 
 /// Where `--system` puts trees unless `--state-dir` says otherwise.
@@ -145,14 +156,6 @@ pub fn create(args: &CreateArgs, caller: &Caller) -> Result<(), Error> {
             Error::msg("cannot tell where per-user configs go: neither XDG_CONFIG_HOME nor HOME is set")
         })?
     };
-    for conf in
-        [paths::system_config_dir().join(format!("{name}.conf")), config_dir.join(format!("{name}.conf"))]
-    {
-        if conf.symlink_metadata().is_ok() {
-            return Err(Error::msg(format!("distro {name} already exists: {}", conf.display()))
-                .with_hint(format!("choose another name, or remove it first (distrorun --remove {name})")));
-        }
-    }
     let data = match (&args.system, &args.state_dir) {
         (true, Some(dir)) if dir.is_absolute() => dir.clone(),
         (true, Some(dir)) => {
@@ -165,15 +168,30 @@ pub fn create(args: &CreateArgs, caller: &Caller) -> Result<(), Error> {
     // Root writes a system distro with the real ids; a user's goes through
     // the keep-id mapping.
     let ids = if args.system { None } else { Some(crate::subids::keep_id(caller)?) };
+    let data_fd = if args.system {
+        std::fs::create_dir_all(&data).map_err(|e| {
+            Error::msg(format!("cannot create {}: {}", data.display(), tarball::errno_text(&e)))
+        })?;
+        open_dir(&data)?
+    } else {
+        private_dir::ensure(&data, caller.uid)?
+    };
+    std::fs::create_dir_all(&config_dir).map_err(|e| {
+        Error::msg(format!("cannot create {}: {}", config_dir.display(), tarball::errno_text(&e)))
+    })?;
+    let config_fd = open_dir(&config_dir)?;
+    // Held to the end: no other create or remove of the name meanwhile.
+    let _lock = NameLock::acquire(&data_fd, &data, name, "create")?;
+    for conf in
+        [paths::system_config_dir().join(format!("{name}.conf")), config_dir.join(format!("{name}.conf"))]
+    {
+        if conf.symlink_metadata().is_ok() {
+            return Err(Error::msg(format!("distro {name} already exists: {}", conf.display()))
+                .with_hint(format!("choose another name, or remove it first (distrorun --remove {name})")));
+        }
+    }
     let opened = Opened::open(&args.source, args.quiet, args.system)?;
     let what = opened.what().to_owned();
-    for dir in [&data, &config_dir] {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            Error::msg(format!("cannot create {}: {}", dir.display(), tarball::errno_text(&e)))
-        })?;
-    }
-    let data_fd = open_dir(&data)?;
-    let config_fd = open_dir(&config_dir)?;
     if let Some(ids) = &ids {
         enter_namespace(ids)?;
     }
@@ -189,18 +207,23 @@ pub fn create(args: &CreateArgs, caller: &Caller) -> Result<(), Error> {
         Mode::empty(),
     )
     .map_err(|e| Error::sys(format!("open {}", data.join(&partial).display()), e))?;
-    let built = build(root, opened, args.quiet).and_then(|stats| {
-        if args.system {
-            trusted_root(&data_fd, &partial)?;
-        }
-        Ok(stats)
-    });
+    let policy = XattrPolicy { privileged: args.system, keep: args.keep_xattrs.clone() };
+    let built = tree_marker::mark(&data_fd, &data, name, &root)
+        .and_then(|()| build(root, opened, args.quiet, args.limits, policy))
+        .and_then(|stats| {
+            if args.system {
+                trusted_root(&data_fd, &partial)?;
+            }
+            Ok(stats)
+        });
     let stats = match built {
         Ok(stats) => stats,
         Err(e) => {
             // Bad input leaves nothing behind; should this fail too, the next
             // create of the name cleans up.
-            let _ = remove::remove_leftover(&data_fd, &partial, &data);
+            if remove::remove_leftover(&data_fd, &partial, &data).is_ok() {
+                let _ = tree_marker::unmark(&data_fd, &data, name);
+            }
             return Err(e);
         }
     };
@@ -216,9 +239,15 @@ pub fn create(args: &CreateArgs, caller: &Caller) -> Result<(), Error> {
 }
 
 /// Unpacks the source into the new tree `root` and adds the mount points.
-fn build(root: OwnedFd, opened: Opened, quiet: bool) -> Result<Stats, Error> {
+fn build(
+    root: OwnedFd,
+    opened: Opened,
+    quiet: bool,
+    limits: Limits,
+    policy: XattrPolicy,
+) -> Result<Stats, Error> {
     let mount_root = nix::unistd::dup(&root).map_err(|e| Error::sys("duplicate a descriptor", e))?;
-    let mut unpacker = Unpacker::new(root);
+    let mut unpacker = Unpacker::new(root, limits, policy);
     let result = match opened {
         Opened::Tarball { input, size, what } => {
             let mut bar = Bar::new(quiet, size);
@@ -298,22 +327,25 @@ fn open_dir(dir: &Path) -> Result<OwnedFd, Error> {
 
 /// A `.NAME.partial` tree left by an interrupted create or remove, and a
 /// `NAME` tree without a config (interrupted between the two renames), are
-/// distrorun's own leftovers in its own directory.
+/// reaped, under the name's lock, when the marker says distrorun made them;
+/// anything else of those names is refused with its path.
 fn clean_leftovers(data_fd: &OwnedFd, data: &Path, name: &str, partial: &Path) -> Result<(), Error> {
-    for leftover in [partial, Path::new(name)] {
-        match fstatat(data_fd, leftover.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR => {
-                remove::remove_leftover(data_fd, leftover, data)?;
-            }
+    let partial = partial.to_str().unwrap_or_default();
+    let mut present = Vec::new();
+    for leftover in [partial, name] {
+        match fstatat(data_fd, leftover, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(_) => {
-                nix::unistd::unlinkat(data_fd, leftover.as_os_str(), nix::unistd::UnlinkatFlags::NoRemoveDir)
-                    .map_err(|e| Error::sys(format!("remove {}", data.join(leftover).display()), e))?;
+                tree_marker::require(data_fd, data, name, leftover)?;
+                present.push(leftover);
             }
             Err(Errno::ENOENT) => {}
             Err(e) => return Err(Error::sys(format!("look at {}", data.join(leftover).display()), e)),
         }
     }
-    Ok(())
+    for leftover in present {
+        remove::remove_leftover(data_fd, Path::new(leftover), data)?;
+    }
+    tree_marker::unmark(data_fd, data, name)
 }
 
 /// The mount points the default volumes need, owned by root inside.
@@ -451,6 +483,7 @@ fn summary(name: &str, tree: &Path, stats: &Stats, started: Instant) {
         (stats.devices, "device nodes"),
         (stats.unmapped, "owners outside your subordinate ids"),
         (stats.xattrs, "extended attributes"),
+        (stats.dropped_xattrs, "privileged extended attributes (trusted.*, security.*; see --keep-xattr)"),
     ]
     .iter()
     .filter(|(n, _)| *n > 0)
@@ -465,7 +498,7 @@ fn summary(name: &str, tree: &Path, stats: &Stats, started: Instant) {
 }
 
 #[allow(clippy::cast_precision_loss)]
-fn human_bytes(n: u64) -> String {
+pub fn human_bytes(n: u64) -> String {
     const UNITS: &[&str] = &["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
     let mut unit = 0;
