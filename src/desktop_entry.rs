@@ -1,4 +1,4 @@
-//! Desktop entry files read as GLib's `GKeyFile` reads them, which is how
+//! Desktop entry files read as `GLib`'s `GKeyFile` reads them, which is how
 //! the desktops that launch them see them (the Desktop Entry Specification
 //! 1.5 leaves these points to the parser):
 //!
@@ -68,13 +68,10 @@ impl DesktopFile {
                 if name.is_empty() || name.contains(['[', ']']) || name.chars().any(char::is_control) {
                     return Err(format!("line {} names an invalid group", n + 1));
                 }
-                current = Some(match file.groups.iter().position(|g| g.name == name) {
-                    Some(i) => i,
-                    None => {
-                        file.groups.push(Group { name: name.to_owned(), entries: Vec::new() });
-                        file.groups.len() - 1
-                    }
-                });
+                current = Some(file.groups.iter().position(|g| g.name == name).unwrap_or_else(|| {
+                    file.groups.push(Group { name: name.to_owned(), entries: Vec::new() });
+                    file.groups.len() - 1
+                }));
                 continue;
             }
             let Some((key, value)) = line.split_once('=') else {

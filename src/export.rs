@@ -6,7 +6,7 @@
 //! `--unexport NAME APP|TOOL` removes either again. Every file written here
 //! carries a marker, and no file without it is ever overwritten or removed.
 //!
-//! Desktop entries are read as GLib reads them ([`DesktopFile`]), written
+//! Desktop entries are read as `GLib` reads them ([`DesktopFile`]), written
 //! back from what was read, and the written launcher is read again: every
 //! `Exec` and `TryExec` in it, in every group and every translation, must
 //! run distrorun, or nothing is written. Values follow the Desktop Entry

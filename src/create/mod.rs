@@ -197,7 +197,7 @@ pub fn create(args: &CreateArgs, caller: &Caller) -> Result<(), Error> {
     }
 
     let partial = partial_name(name);
-    clean_leftovers(&data_fd, &data, name, &partial)?;
+    clean_leftovers(&data_fd, &data, name, &partial, &config_dir)?;
     mkdirat(&data_fd, partial.as_os_str(), Mode::S_IRWXU)
         .map_err(|e| Error::sys(format!("create {}", data.join(&partial).display()), e))?;
     let root = openat(
@@ -208,7 +208,8 @@ pub fn create(args: &CreateArgs, caller: &Caller) -> Result<(), Error> {
     )
     .map_err(|e| Error::sys(format!("open {}", data.join(&partial).display()), e))?;
     let policy = XattrPolicy { privileged: args.system, keep: args.keep_xattrs.clone() };
-    let built = tree_marker::mark(&data_fd, &data, name, &root)
+    let tree_fd = nix::unistd::dup(&root).map_err(|e| Error::sys("duplicate a descriptor", e))?;
+    let built = tree_marker::mark(&data_fd, &data, name, &root, tree_marker::Stage::Building)
         .and_then(|()| build(root, opened, args.quiet, args.limits, policy))
         .and_then(|stats| {
             if args.system {
@@ -232,6 +233,7 @@ pub fn create(args: &CreateArgs, caller: &Caller) -> Result<(), Error> {
     })?;
     let tree = data.join(name);
     write_config(&config_fd, &config_dir, name, &tree, &what, args.system)?;
+    tree_marker::mark(&data_fd, &data, name, &tree_fd, tree_marker::Stage::Complete)?;
     if !args.quiet {
         summary(name, &tree, &stats, started);
     }
@@ -328,14 +330,29 @@ fn open_dir(dir: &Path) -> Result<OwnedFd, Error> {
 /// A `.NAME.partial` tree left by an interrupted create or remove, and a
 /// `NAME` tree without a config (interrupted between the two renames), are
 /// reaped, under the name's lock, when the marker says distrorun made them;
-/// anything else of those names is refused with its path.
-fn clean_leftovers(data_fd: &OwnedFd, data: &Path, name: &str, partial: &Path) -> Result<(), Error> {
+/// anything else of those names is refused with its path, and so is the
+/// complete tree of a distro whose config is elsewhere.
+fn clean_leftovers(
+    data_fd: &OwnedFd,
+    data: &Path,
+    name: &str,
+    partial: &Path,
+    config_dir: &Path,
+) -> Result<(), Error> {
     let partial = partial.to_str().unwrap_or_default();
     let mut present = Vec::new();
     for leftover in [partial, name] {
         match fstatat(data_fd, leftover, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(_) => {
-                tree_marker::require(data_fd, data, name, leftover)?;
+                let stage = tree_marker::require(data_fd, data, name, leftover)?;
+                if leftover == name && stage == tree_marker::Stage::Complete {
+                    return Err(Error::msg(format!(
+                        "refusing to delete {}: it is the tree of an existing distro {name}, whose config is not in {}",
+                        data.join(name).display(),
+                        config_dir.display()
+                    ))
+                    .with_hint(format!("remove it with distrorun --remove {name} where its config is found")));
+                }
                 present.push(leftover);
             }
             Err(Errno::ENOENT) => {}

@@ -152,13 +152,12 @@ impl PaxSparse {
     /// the real size and the data the member holds.
     pub fn write(mut self, entry: &mut impl Read, stored: u64, file: &File) -> Result<(), String> {
         let mut consumed = 0;
-        let map = match self.map.take() {
-            Some(map) => map,
-            None => {
-                let (map, header_len) = read_map(entry)?;
-                consumed = header_len;
-                map
-            }
+        let map = if let Some(map) = self.map.take() {
+            map
+        } else {
+            let (map, header_len) = read_map(entry)?;
+            consumed = header_len;
+            map
         };
         let mut writer = HoleWriter::new(file);
         let mut end = 0u64;

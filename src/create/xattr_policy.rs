@@ -7,7 +7,7 @@
 //! A system create (`--system`) runs as real root, and there the same
 //! records are privileges: a file capability such as `cap_dac_read_search`
 //! on a program in the new tree lets every user read any file of the host,
-//! and `trusted.*` and `security.*` values (SELinux labels, IMA/EVM
+//! and `trusted.*` and `security.*` values (`SELinux` labels, IMA/EVM
 //! signatures, overlayfs' own attributes) are what the kernel and security
 //! modules trust. So as root `trusted.*` is never applied, and `security.*`
 //! (file capabilities included) only where `--keep-xattr NAME` names it.
