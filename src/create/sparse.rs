@@ -18,6 +18,7 @@ use std::os::unix::fs::FileExt;
 
 /// Holes are found at this granularity, a file system block.
 const HOLE: usize = 4096;
+static ZEROS: [u8; HOLE] = [0; HOLE];
 const BUFFER: usize = 256 << 10;
 
 /// The most chunks a sparse map may list: 16 bytes of memory each.
@@ -58,7 +59,9 @@ impl<'a> HoleWriter<'a> {
             while start < n {
                 let to_boundary = HOLE - usize::try_from((at + start as u64) % HOLE as u64).unwrap_or(0);
                 let end = (start + to_boundary).min(n);
-                let zero = self.buf[start..end].iter().all(|b| *b == 0);
+                // A comparison with a block of zeros is a memcmp, far
+                // faster than looking at each byte.
+                let zero = self.buf[start..end] == ZEROS[..end - start];
                 match (zero, run) {
                     (false, None) => run = Some(start),
                     (true, Some(from)) => {

@@ -51,9 +51,10 @@ fn getcap(file: &Path) -> String {
 }
 
 fn has_xattr(file: &Path, name: &str) -> bool {
-    Command::new("getfattr")
-        .args(["-n", name, "--only-values"])
+    Command::new("python3")
+        .args(["-c", "import os, sys; os.getxattr(sys.argv[1], sys.argv[2], follow_symlinks=False)"])
         .arg(file)
+        .arg(name)
         .output()
         .is_ok_and(|o| o.status.success())
 }
@@ -68,7 +69,7 @@ fn a_system_create_drops_privileged_extended_attributes() {
     let tarball = evil.make(
         "xattrs.tar",
         "mkdir -p t/usr/bin; cp /bin/cat t/usr/bin/reader; setcap cap_dac_read_search+ep t/usr/bin/reader;\
-         setfattr -n trusted.evil -v 1 t/usr/bin/reader; setfattr -n user.kept -v 1 t/usr/bin/reader;\
+         python3 -c 'import os; [os.setxattr(\"t/usr/bin/reader\", n, b\"1\") for n in (\"trusted.evil\", \"user.kept\")]';\
          tar --numeric-owner --xattrs --xattrs-include='*' -C t -cf xattrs.tar ./usr",
     );
     let listed = timed(
