@@ -120,7 +120,8 @@ fn root_creates_a_system_distro_that_the_helper_trusts() {
     let name = unique("system");
     let tree = Path::new(ROOTS_DIR).join(&name);
     let conf = Path::new(CONF_DIR).join(format!("{name}.conf"));
-    let _cleanup = Remove(vec![tree.clone(), conf.clone()]);
+    let marker = Path::new(ROOTS_DIR).join(format!(".{name}.tree"));
+    let _cleanup = Remove(vec![tree.clone(), conf.clone(), marker]);
     let out = Run::user(&["-q", "--create", &name, "--system", "--tarball", GUEST_TAR]).output();
     assert_refused(&out, &["needs root"]);
     assert!(!conf.exists());
