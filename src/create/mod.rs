@@ -88,6 +88,13 @@ impl Opened {
         }
     }
 
+    /// Stops what was started for a create that will not happen.
+    fn abandon(self) {
+        if let Opened::Debian(running) = self {
+            running.abandon();
+        }
+    }
+
     fn what(&self) -> &str {
         match self {
             Opened::Tarball { what, .. } => what,
@@ -192,12 +199,15 @@ pub fn create(args: &CreateArgs, caller: &Caller) -> Result<(), Error> {
     }
     let opened = Opened::open(&args.source, args.quiet, args.system)?;
     let what = opened.what().to_owned();
-    if let Some(ids) = &ids {
-        enter_namespace(ids)?;
-    }
-
     let partial = partial_name(name);
-    clean_leftovers(&data_fd, &data, name, &partial, &config_dir)?;
+    let ready = ids
+        .as_ref()
+        .map_or(Ok(()), enter_namespace)
+        .and_then(|()| clean_leftovers(&data_fd, &data, name, &partial, &config_dir));
+    if let Err(e) = ready {
+        opened.abandon();
+        return Err(e);
+    }
     mkdirat(&data_fd, partial.as_os_str(), Mode::S_IRWXU)
         .map_err(|e| Error::sys(format!("create {}", data.join(&partial).display()), e))?;
     let root = openat(
