@@ -116,7 +116,9 @@ impl<R> TarGuard<R> {
             return Ok(());
         }
         let h = &self.block;
-        if h.iter().all(|b| *b == 0) {
+        // The end of the archive, or a block that is no header at all,
+        // which the tar reader reports as corrupt: nothing more to follow.
+        if h.iter().all(|b| *b == 0) || !checksum_ok(h) {
             self.phase = Phase::Ended;
             return Ok(());
         }
@@ -154,6 +156,18 @@ fn data_phase(size: u64, pax: Option<Vec<u8>>) -> Phase {
         0 => Phase::Header,
         padded => Phase::Data { left: padded, pax },
     }
+}
+
+/// Whether a header's checksum is right, as the tar reader checks it: the
+/// unsigned sum of its bytes with the checksum field taken as spaces.
+fn checksum_ok(h: &[u8; BLOCK]) -> bool {
+    let sum: u32 = h[..148].iter().chain(&h[156..]).map(|b| u32::from(*b)).sum::<u32>() + 8 * u32::from(b' ');
+    let field = &h[148..156];
+    let end = field.iter().position(|b| *b == 0).unwrap_or(field.len());
+    std::str::from_utf8(&field[..end])
+        .ok()
+        .and_then(|s| u32::from_str_radix(s.trim(), 8).ok())
+        .is_some_and(|want| want == sum)
 }
 
 /// A header's size field: octal, or base-256 when its first bit is set.
