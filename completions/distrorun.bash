@@ -30,7 +30,7 @@ _distrorun() {
 			mapfile -t COMPREPLY < <(compgen -W "$(_distrorun_names "$prog")" -- "$cur")
 			return 0
 			;;
-		-d | --directory | --backend | --extra-volume | --info | --create | --tarball | --oci | --tag | --debian | --mirror | --include | --state-dir | --remove)
+		-d | --directory | --backend | --extra-volume | --info | --create | --tarball | --oci | --tag | --debian | --mirror | --include | --state-dir | --keep-xattr | --max-size | --max-entries | --remove)
 			i=$((i + 2))
 			continue
 			;;
@@ -71,14 +71,18 @@ _distrorun() {
 			mapfile -t COMPREPLY < <(compgen -f -- "$cur")
 			return 0
 			;;
-		--create | --tag | --debian | --mirror | --include)
-			# A new name, or what only the image or the mirror knows.
+		--keep-xattr)
+			mapfile -t COMPREPLY < <(compgen -W "security.capability security.selinux" -- "$cur")
+			return 0
+			;;
+		--create | --tag | --debian | --mirror | --include | --max-size | --max-entries)
+			# A new name, a number, or what only the image or the mirror knows.
 			return 0
 			;;
 		esac
 		case $cur in
 		-*)
-			mapfile -t COMPREPLY < <(compgen -W "-d --directory --extra-volume --backend -v --verbose -n --dry-run -l --list --info --json --doctor --create --tarball --oci --tag --debian --mirror --include --system --state-dir -q --quiet --remove --yes --root --export --export-bin --unexport --version --help --" -- "$cur")
+			mapfile -t COMPREPLY < <(compgen -W "-d --directory --extra-volume --backend -v --verbose -n --dry-run -l --list --info --json --doctor --create --tarball --oci --tag --debian --mirror --include --system --state-dir --keep-xattr --max-size --max-entries -q --quiet --remove --yes --root --export --export-bin --unexport --version --help --" -- "$cur")
 			return 0
 			;;
 		esac

@@ -23,7 +23,7 @@ function __distrorun_after_name
             case --export --export-bin --unexport
                 # NAME is the value, and what follows is not a command.
                 return 1
-            case -d --directory --backend --extra-volume --info --create --tarball --oci --tag --debian --mirror --include --state-dir --remove
+            case -d --directory --backend --extra-volume --info --create --tarball --oci --tag --debian --mirror --include --state-dir --keep-xattr --max-size --max-entries --remove
                 set i (math $i + 2)
                 continue
             case '-*'
@@ -60,6 +60,9 @@ complete -c distrorun -n 'not __distrorun_after_name' -l mirror -x -d 'with --de
 complete -c distrorun -n 'not __distrorun_after_name' -l include -x -d 'with --debian: more packages, comma-separated'
 complete -c distrorun -n 'not __distrorun_after_name' -l system -d 'with --create, as root: a root-owned system distro'
 complete -c distrorun -n 'not __distrorun_after_name' -l state-dir -x -a '(__fish_complete_directories)' -d 'with --system: where the tree goes'
+complete -c distrorun -n 'not __distrorun_after_name' -l keep-xattr -x -a 'security.capability security.selinux' -d 'with --system: apply this security.* attribute'
+complete -c distrorun -n 'not __distrorun_after_name' -l max-size -x -d 'with --create: the most the source may unpack to'
+complete -c distrorun -n 'not __distrorun_after_name' -l max-entries -x -d 'with --create: the most entries the source may hold'
 complete -c distrorun -n 'not __distrorun_after_name' -s q -l quiet -d 'with --create: no progress bar and no summary'
 complete -c distrorun -n 'not __distrorun_after_name' -l remove -x -a '(__distrorun_names)' -d 'remove the per-user distro NAME'
 complete -c distrorun -n 'not __distrorun_after_name' -l yes -d 'with --remove: do not ask for confirmation'

@@ -7,6 +7,7 @@ use argh::FromArgs;
 use distrorun_config::{args, paths, BackendChoice, Error};
 
 use crate::source::debian::Debian;
+use crate::tree::limits::Limits;
 
 #[derive(FromArgs, Debug)]
 /// Run a command inside another Linux distribution's user-space files,
@@ -80,6 +81,16 @@ pub struct Options {
     /// with --system: where the tree goes (default /var/lib/distrorun)
     #[argh(option, arg_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// with --create: the most the source may unpack to (default 64G)
+    #[argh(option, arg_name = "SIZE")]
+    pub max_size: Option<String>,
+    /// with --create: the most entries the source may hold (default 500000)
+    #[argh(option, arg_name = "N")]
+    pub max_entries: Option<u64>,
+    /// with --system: apply this security.* extended attribute from the
+    /// source, such as security.capability (others are dropped)
+    #[argh(option, arg_name = "NAME")]
+    pub keep_xattr: Vec<String>,
     /// with --create: no progress bar and no summary line
     #[argh(switch, short = 'q')]
     pub quiet: bool,
@@ -156,6 +167,10 @@ pub struct CreateArgs {
     pub system: bool,
     /// With `system`: where the tree goes instead of `/var/lib/distrorun`.
     pub state_dir: Option<PathBuf>,
+    /// How much the create may write.
+    pub limits: Limits,
+    /// `security.*` attributes a system create applies (`--keep-xattr`).
+    pub keep_xattrs: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -187,6 +202,9 @@ const TAKES_VALUE: &[&str] = &[
     "--mirror",
     "--include",
     "--state-dir",
+    "--max-size",
+    "--max-entries",
+    "--keep-xattr",
     "--remove",
     "--export",
     "--export-bin",
@@ -301,6 +319,11 @@ fn lifecycle(opts: &Options, split: &args::Split) -> Result<Option<Command>, Err
         (None, None) if opts.system || opts.state_dir.is_some() || opts.quiet => {
             Err(Error::Usage("--system, --state-dir and --quiet go with --create NAME".into()))
         }
+        (None, None)
+            if opts.max_size.is_some() || opts.max_entries.is_some() || !opts.keep_xattr.is_empty() =>
+        {
+            Err(Error::Usage("--max-size, --max-entries and --keep-xattr go with --create NAME".into()))
+        }
         (None, None) => Ok(None),
     }
 }
@@ -338,7 +361,37 @@ fn create(opts: &Options, name: &str) -> Result<CreateArgs, Error> {
         quiet: opts.quiet,
         system: opts.system,
         state_dir: opts.state_dir.clone(),
+        limits: limits(opts)?,
+        keep_xattrs: keep_xattrs(opts)?,
     })
+}
+
+/// `--max-size` and `--max-entries`, over the defaults.
+fn limits(opts: &Options) -> Result<Limits, Error> {
+    let mut limits = Limits::default();
+    if let Some(size) = &opts.max_size {
+        limits.max_bytes = crate::tree::limits::parse_size(size).map_err(Error::Usage)?;
+    }
+    if let Some(n) = opts.max_entries {
+        if n == 0 {
+            return Err(Error::Usage("--max-entries must be at least 1".into()));
+        }
+        limits.max_entries = n;
+    }
+    Ok(limits)
+}
+
+/// `--keep-xattr NAME`: only as root, and only names of `security.*`.
+fn keep_xattrs(opts: &Options) -> Result<Vec<String>, Error> {
+    if !opts.keep_xattr.is_empty() && !opts.system {
+        return Err(Error::Usage(
+            "--keep-xattr goes with --system: a per-user create keeps what the kernel allows".into(),
+        ));
+    }
+    for name in &opts.keep_xattr {
+        crate::tree::xattr_policy::check_keep(name).map_err(Error::Usage)?;
+    }
+    Ok(opts.keep_xattr.clone())
 }
 
 /// `--export NAME APP`, `--export-bin NAME TOOL`, `--unexport NAME WHAT`:

@@ -13,6 +13,15 @@ pub fn io(what: impl Into<String>, e: &std::io::Error) -> Error {
     }
 }
 
+/// What went wrong, as the errno's description where the kernel reported
+/// one, and in the error's own words otherwise.
+pub fn text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => Errno::from_raw(n).desc().to_owned(),
+        None => e.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::io;

@@ -5,9 +5,11 @@
 
 use std::fs;
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use distrorun_engine::Error;
+use nix::fcntl::OFlag;
 
 use crate::places;
 
@@ -73,8 +75,16 @@ pub fn marker(text: &[u8]) -> Option<(String, String)> {
     })
 }
 
+/// A small regular file of the user's, opened without following a symlink
+/// and without waiting: a FIFO (or a device) put where a launcher goes is
+/// refused, never read.
 pub fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
+    let flags = OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
+    let file = fs::OpenOptions::new().read(true).custom_flags(flags.bits()).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("it is not a regular file"));
+    }
     let mut bytes = Vec::new();
-    fs::File::open(path)?.take(MAX_READ).read_to_end(&mut bytes)?;
+    file.take(MAX_READ).read_to_end(&mut bytes)?;
     Ok(bytes)
 }

@@ -11,6 +11,7 @@ use std::time::Instant;
 use distrorun_engine::Error;
 use serde::Serialize;
 
+use crate::tree::limits::human_bytes;
 use crate::tree::unpack::Progress;
 
 /// Writes asked-for output to stdout. A reader that went away (`| head`)
@@ -32,22 +33,6 @@ pub fn print_json(value: &impl Serialize) -> Result<(), Error> {
 /// every other message distrorun prints.
 pub fn text(path: &Path) -> String {
     path.to_string_lossy().into_owned()
-}
-
-#[allow(clippy::cast_precision_loss)]
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: &[&str] = &["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 /// Counts the bytes read from the archive file, for the progress bar.

@@ -24,10 +24,14 @@ use nix::sys::stat::{fstatat, mkdirat, Mode, SFlag};
 use nix::unistd::{fchownat, Gid, Uid};
 
 use crate::cli::{CreateArgs, Source};
-use crate::output::{human_bytes, Bar, CountingReader};
+use crate::output::{Bar, CountingReader};
 use crate::source::{debian, oci, tarball};
-use crate::tree::remove;
+use crate::tree::limits::{human_bytes, Limits};
+use crate::tree::marker::{self, Stage};
+use crate::tree::namelock::NameLock;
 use crate::tree::unpack::{Stats, Unpacker, Whiteouts};
+use crate::tree::xattr_policy::XattrPolicy;
+use crate::tree::{private_dir, remove};
 use crate::{error, places, subids, tree};
 
 /// A source, opened as the caller before anything is written.
@@ -47,6 +51,13 @@ impl Opened {
             }
             Source::Oci { path, tag } => Ok(Opened::Oci(oci::Image::open(path, tag.as_deref())?)),
             Source::Debian(suite) => Ok(Opened::Debian(suite.start(quiet, system)?)),
+        }
+    }
+
+    /// Stops what was started for a create that will not happen.
+    fn abandon(self) {
+        if let Opened::Debian(running) = self {
+            running.abandon();
         }
     }
 
@@ -84,19 +95,27 @@ pub fn create(args: &CreateArgs) -> Result<(), Error> {
     // Root writes a system distro with the real ids; a user's goes through
     // the keep-id mapping.
     let ids = if args.system { None } else { Some(subids::keep_id(&caller)?) };
+    let data_fd = open_data_dir(&data, args.system, &caller)?;
+    std::fs::create_dir_all(&config_dir)
+        .map_err(|e| error::io(format!("create {}", config_dir.display()), &e))?;
+    let config_fd = open_dir(&config_dir)?;
+    // Held to the end: no other create or remove of the name meanwhile.
+    let _lock = NameLock::acquire(&data_fd, &data, name, "create")?;
+    refuse_existing(name, &config_dir)?;
     let opened = Opened::open(&args.source, args.quiet, args.system)?;
     let what = opened.what().to_owned();
-    for dir in [&data, &config_dir] {
-        std::fs::create_dir_all(dir).map_err(|e| error::io(format!("create {}", dir.display()), &e))?;
+    let ready = ids
+        .as_ref()
+        .map_or(Ok(()), subids::enter_keep_id)
+        .and_then(|()| clean_leftovers(&data_fd, &data, name, &config_dir));
+    if let Err(e) = ready {
+        opened.abandon();
+        return Err(e);
     }
-    let data_fd = open_dir(&data)?;
-    let config_fd = open_dir(&config_dir)?;
-    if let Some(ids) = &ids {
-        subids::enter_keep_id(ids)?;
-    }
-    let stats = build_in_place(&data_fd, &data, opened, args)?;
+    let (stats, tree_fd) = build_in_place(&data_fd, &data, opened, args)?;
     let tree = data.join(name);
     write_config(&config_fd, &config_dir, name, &tree, &what, args.system)?;
+    marker::mark(&data_fd, &data, name, &tree_fd, Stage::Complete)?;
     if !args.quiet {
         summary(name, &tree, &stats, started);
     }
@@ -104,7 +123,7 @@ pub fn create(args: &CreateArgs) -> Result<(), Error> {
 }
 
 /// Where the new distro's config and tree go, once it is sure that the
-/// name is free and the caller may make that kind of distro.
+/// caller may make that kind of distro.
 fn destinations(args: &CreateArgs, caller: &Caller) -> Result<(PathBuf, PathBuf), Error> {
     let name = args.name.as_str();
     if args.system && !caller.uid.is_root() {
@@ -118,14 +137,6 @@ fn destinations(args: &CreateArgs, caller: &Caller) -> Result<(PathBuf, PathBuf)
             Error::msg("cannot tell where per-user configs go: neither XDG_CONFIG_HOME nor HOME is set")
         })?
     };
-    for conf in
-        [paths::system_config_dir().join(format!("{name}.conf")), config_dir.join(format!("{name}.conf"))]
-    {
-        if conf.symlink_metadata().is_ok() {
-            return Err(Error::msg(format!("distro {name} already exists: {}", conf.display()))
-                .with_hint(format!("choose another name, or remove it first (distrorun --remove {name})")));
-        }
-    }
     let data = match (&args.system, &args.state_dir) {
         (true, Some(dir)) if dir.is_absolute() => dir.clone(),
         (true, Some(dir)) => {
@@ -138,12 +149,43 @@ fn destinations(args: &CreateArgs, caller: &Caller) -> Result<(PathBuf, PathBuf)
     Ok((config_dir, data))
 }
 
-/// Builds the tree as `DATA/.NAME.partial` and renames it to `DATA/NAME`
-/// once complete; on failure, removes what was written.
-fn build_in_place(data_fd: &OwnedFd, data: &Path, opened: Opened, args: &CreateArgs) -> Result<Stats, Error> {
+/// The data directory, opened. A user's is made private to them (others
+/// could otherwise reach the trees' setuid files, which run as the user's
+/// subordinate ids); root's state directory is root's already.
+fn open_data_dir(data: &Path, system: bool, caller: &Caller) -> Result<OwnedFd, Error> {
+    if !system {
+        return private_dir::ensure(data, caller.uid);
+    }
+    std::fs::create_dir_all(data).map_err(|e| error::io(format!("create {}", data.display()), &e))?;
+    open_dir(data)
+}
+
+/// Checked under the name's lock, so that a create that just finished is
+/// seen by the one that waited for it.
+fn refuse_existing(name: &str, config_dir: &Path) -> Result<(), Error> {
+    for conf in
+        [paths::system_config_dir().join(format!("{name}.conf")), config_dir.join(format!("{name}.conf"))]
+    {
+        if conf.symlink_metadata().is_ok() {
+            return Err(Error::msg(format!("distro {name} already exists: {}", conf.display()))
+                .with_hint(format!("choose another name, or remove it first (distrorun --remove {name})")));
+        }
+    }
+    Ok(())
+}
+
+/// Builds the tree as `DATA/.NAME.partial`, marked as distrorun's own
+/// from its first moment, and renames it to `DATA/NAME` once complete; on
+/// failure, removes what was written. Returns the tree's descriptor too,
+/// for the marker that says it is complete.
+fn build_in_place(
+    data_fd: &OwnedFd,
+    data: &Path,
+    opened: Opened,
+    args: &CreateArgs,
+) -> Result<(Stats, OwnedFd), Error> {
     let name = args.name.as_str();
     let partial = places::partial_name(name);
-    clean_leftovers(data_fd, data, name, &partial)?;
     mkdirat(data_fd, partial.as_os_str(), Mode::S_IRWXU)
         .map_err(|e| Error::sys(format!("create {}", data.join(&partial).display()), e))?;
     let root = openat(
@@ -153,31 +195,43 @@ fn build_in_place(data_fd: &OwnedFd, data: &Path, opened: Opened, args: &CreateA
         Mode::empty(),
     )
     .map_err(|e| Error::sys(format!("open {}", data.join(&partial).display()), e))?;
-    let built = build(root, opened, args.quiet).and_then(|stats| {
-        if args.system {
-            trusted_root(data_fd, &partial)?;
-        }
-        Ok(stats)
-    });
+    let policy = XattrPolicy { privileged: args.system, keep: args.keep_xattrs.clone() };
+    let tree_fd = nix::unistd::dup(&root).map_err(|e| Error::sys("duplicate a descriptor", e))?;
+    let built = marker::mark(data_fd, data, name, &root, Stage::Building)
+        .and_then(|()| build(root, opened, args.quiet, args.limits, policy))
+        .and_then(|stats| {
+            if args.system {
+                trusted_root(data_fd, &partial)?;
+            }
+            Ok(stats)
+        });
     let stats = match built {
         Ok(stats) => stats,
         Err(e) => {
             // Bad input leaves nothing behind; should this fail too, the next
             // create of the name cleans up.
-            let _ = remove::remove_leftover(data_fd, &partial, data);
+            if remove::remove_leftover(data_fd, &partial, data).is_ok() {
+                let _ = marker::unmark(data_fd, data, name);
+            }
             return Err(e);
         }
     };
     renameat2(data_fd, partial.as_os_str(), data_fd, name, RenameFlags::RENAME_NOREPLACE).map_err(|e| {
         Error::sys(format!("move the new tree into place at {}", data.join(name).display()), e)
     })?;
-    Ok(stats)
+    Ok((stats, tree_fd))
 }
 
 /// Unpacks the source into the new tree `root` and adds the mount points.
-fn build(root: OwnedFd, opened: Opened, quiet: bool) -> Result<Stats, Error> {
+fn build(
+    root: OwnedFd,
+    opened: Opened,
+    quiet: bool,
+    limits: Limits,
+    policy: XattrPolicy,
+) -> Result<Stats, Error> {
     let mount_root = nix::unistd::dup(&root).map_err(|e| Error::sys("duplicate a descriptor", e))?;
-    let mut unpacker = Unpacker::new(root);
+    let mut unpacker = Unpacker::new(root, limits, policy);
     let result = match opened {
         Opened::Tarball { input, size, what } => {
             let mut bar = Bar::new(quiet, size);
@@ -253,22 +307,35 @@ fn open_dir(dir: &Path) -> Result<OwnedFd, Error> {
 
 /// A `.NAME.partial` tree left by an interrupted create or remove, and a
 /// `NAME` tree without a config (interrupted between the two renames), are
-/// distrorun's own leftovers in its own directory.
-fn clean_leftovers(data_fd: &OwnedFd, data: &Path, name: &str, partial: &Path) -> Result<(), Error> {
-    for leftover in [partial, Path::new(name)] {
-        match fstatat(data_fd, leftover.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR => {
-                remove::remove_leftover(data_fd, leftover, data)?;
-            }
+/// reaped, under the name's lock, when the marker says distrorun made them;
+/// anything else of those names is refused with its path, and so is the
+/// complete tree of a distro whose config is elsewhere.
+fn clean_leftovers(data_fd: &OwnedFd, data: &Path, name: &str, config_dir: &Path) -> Result<(), Error> {
+    let partial = places::partial_name(name);
+    let partial = partial.to_str().unwrap_or_default();
+    let mut present = Vec::new();
+    for leftover in [partial, name] {
+        match fstatat(data_fd, leftover, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(_) => {
-                nix::unistd::unlinkat(data_fd, leftover.as_os_str(), nix::unistd::UnlinkatFlags::NoRemoveDir)
-                    .map_err(|e| Error::sys(format!("remove {}", data.join(leftover).display()), e))?;
+                let stage = marker::require(data_fd, data, name, leftover)?;
+                if leftover == name && stage == Stage::Complete {
+                    return Err(Error::msg(format!(
+                        "refusing to delete {}: it is the tree of an existing distro {name}, whose config is not in {}",
+                        data.join(name).display(),
+                        config_dir.display()
+                    ))
+                    .with_hint(format!("remove it with distrorun --remove {name} where its config is found")));
+                }
+                present.push(leftover);
             }
             Err(Errno::ENOENT) => {}
             Err(e) => return Err(Error::sys(format!("look at {}", data.join(leftover).display()), e)),
         }
     }
-    Ok(())
+    for leftover in present {
+        remove::remove_leftover(data_fd, Path::new(leftover), data)?;
+    }
+    marker::unmark(data_fd, data, name)
 }
 
 /// The mount points the default volumes need, owned by root inside.
@@ -402,6 +469,7 @@ fn summary(name: &str, tree: &Path, stats: &Stats, started: Instant) {
         (stats.devices, "device nodes"),
         (stats.unmapped, "owners outside your subordinate ids"),
         (stats.xattrs, "extended attributes"),
+        (stats.dropped_xattrs, "privileged extended attributes (trusted.*, security.*; see --keep-xattr)"),
     ]
     .iter()
     .filter(|(n, _)| *n > 0)

@@ -13,6 +13,7 @@ use nix::errno::Errno;
 
 use crate::machine::{Facts, Helper};
 use crate::subids::Ids;
+use crate::tree::private_dir;
 use crate::{output, places, tree};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -56,6 +57,7 @@ pub fn doctor() -> Result<(), Error> {
     check_system_configs(&mut r, &system);
     if let Some(ids) = &ids {
         check_subids(&mut r, ids);
+        check_data_dir(&mut r);
     }
     check_distros(&mut r, &caller, &system, user.as_deref());
     output::print(&r.text);
@@ -195,6 +197,22 @@ fn check_subids(r: &mut Report, ids: &Ids) {
                 Some("as root: apt-get install uidmap"),
             ),
         }
+    }
+}
+
+/// Per-user trees run their setuid files as the owner's subordinate ids:
+/// a data directory others can enter gives those ids to anyone.
+fn check_data_dir(r: &mut Report) {
+    let Ok(data) = places::data_dir() else { return };
+    if let Some(mode) = private_dir::open_to_others(&data) {
+        r.line(
+            Level::Problem,
+            &format!(
+                "the per-user distro directory {} has mode {mode:04o}: other users can enter it and run its trees' setuid files as your subordinate ids",
+                data.display()
+            ),
+            Some(&format!("chmod 700 {}", data.display())),
+        );
     }
 }
 

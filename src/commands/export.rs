@@ -5,9 +5,18 @@
 //! `--export-bin NAME TOOL` writes a wrapper script to `~/.local/bin`;
 //! `--unexport NAME APP|TOOL` removes either again. Every file written here
 //! carries a marker, and no file without it is ever overwritten or removed.
+//!
+//! Desktop entries are read as `GLib` reads them ([`DesktopFile`]), written
+//! back from what was read, and the written launcher is read again: every
+//! `Exec` and `TryExec` in it, in every group and every translation, must
+//! run distrorun, or nothing is written. Values follow the Desktop Entry
+//! Specification 1.5: a value is
+//! first unescaped as a string (`\s`, `\n`, `\t`, `\r`, `\\`), then split
+//! into arguments, where double quotes group and a backslash escapes `"`,
+//! `` ` ``, `$` and `\` inside them. Field codes (`%f`, `%U`, ...) stand
+//! alone and are kept for the host's launcher to expand.
 
 use std::ffi::OsStr;
-use std::fmt::Write as _;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -20,7 +29,9 @@ use distrorun_engine::Error;
 use nix::sys::stat::{fstat, SFlag};
 
 use crate::cli::ExportRequest;
-use crate::desktop_entry::{desktop_value, escape_string, join_exec, split_exec, unescape_string};
+use crate::desktop_entry::{
+    base_key, escape_string, join_exec, split_exec, unescape_string, Arg, DesktopFile,
+};
 use crate::exported::{marker, read_small, Home, BIN_MARK, ICON_KEY, MARK_KEY, MAX_READ};
 use crate::{error, output, places, tree};
 
@@ -102,12 +113,15 @@ fn export_app(home: &Home, found: &Found, app: &str) -> Result<(), Error> {
     let stem = inside.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
     let target = home.applications.join(format!("distrorun-{}-{stem}.desktop", found.name));
     refuse_foreign(&target)?;
-    let icon = match desktop_value(&text, "Icon") {
-        Some(icon) => copy_icon(home, found, &dir, &icon)?,
+    let parsed = DesktopFile::parse(&text).map_err(|why| {
+        Error::msg(format!("cannot export {}: it is not a valid desktop entry: {why}", inside.display()))
+    })?;
+    let icon = match parsed.main_value("Icon") {
+        Some(icon) => copy_icon(home, found, &dir, icon)?,
         None => None,
     };
     let distrorun = std::env::current_exe().map_err(|e| error::io("find distrorun's own path", &e))?;
-    let entry = rewrite_entry(&text, &distrorun, &found.name, app, icon.as_ref())
+    let entry = rewrite_entry(parsed, &distrorun, &found.name, app, icon.as_ref())
         .map_err(|why| Error::msg(format!("cannot export {}: {why}", inside.display())))?;
     write_file(&target, entry.as_bytes(), 0o644)?;
     output::print(&format!("{}\n", target.display()));
@@ -164,96 +178,76 @@ fn copy_icon(
 }
 
 /// The entry as exported: `Exec` and `TryExec` run through distrorun in
-/// every group (actions included), the name carries the distro's, the icon
-/// is the copy, D-Bus activation (which would start the host's service) is
-/// off, and the markers are added. Everything else is kept as it was.
+/// every group (actions included) and every translation, the name carries
+/// the distro's, the icon is the copy, D-Bus activation (which would start
+/// the host's service) is off, and the markers are added. Everything else
+/// is kept as it was. The text is read back and checked before it is used.
 fn rewrite_entry(
-    text: &str,
+    mut entry: DesktopFile,
     distrorun: &Path,
     distro: &str,
     app: &str,
     icon: Option<&(String, PathBuf)>,
 ) -> Result<String, String> {
-    let mut out = String::with_capacity(text.len() + 256);
-    let _ =
-        writeln!(out, "# Written by distrorun --export; `distrorun --unexport {distro} {app}` removes it.");
-    let mut group = String::new();
-    let mut seen_main = false;
-    for line in text.lines() {
-        let trimmed = line.trim_end();
-        if trimmed.starts_with('[') {
-            if group == "[Desktop Entry]" {
-                push_markers(&mut out, distro, app, icon);
-            }
-            trimmed.clone_into(&mut group);
-            seen_main |= group == "[Desktop Entry]";
-            out.push_str(trimmed);
-            out.push('\n');
-            continue;
-        }
-        let Some((key, value)) = trimmed.split_once('=') else {
-            out.push_str(trimmed);
-            out.push('\n');
-            continue;
-        };
-        let target = Target { distrorun, distro, icon };
-        rewrite_line(&mut out, &target, trimmed, (key.trim_end(), value.trim_start()), &group)?;
-    }
-    if group == "[Desktop Entry]" {
-        push_markers(&mut out, distro, app, icon);
-    }
-    if !seen_main {
+    if entry.group("Desktop Entry").is_none() {
         return Err("it has no [Desktop Entry] group".into());
     }
-    Ok(out)
+    let try_exec = escape_string(&distrorun.display().to_string());
+    for group in &mut entry.groups {
+        let main = group.name == "Desktop Entry";
+        let mut kept = Vec::with_capacity(group.entries.len() + 2);
+        for (key, value) in group.entries.drain(..) {
+            let value = match base_key(&key) {
+                "Exec" => join_exec(distrorun, distro, &split_exec(&value)?),
+                "TryExec" => try_exec.clone(),
+                "Name" if main => format!("{value} ({distro})"),
+                "Icon" if main && icon.is_some() => {
+                    escape_string(&icon.map(|i| i.0.clone()).unwrap_or_default())
+                }
+                "DBusActivatable" if main => continue,
+                k if k == MARK_KEY || k == ICON_KEY => continue,
+                _ => value,
+            };
+            kept.push((key, value));
+        }
+        if main {
+            kept.push((MARK_KEY.to_owned(), format!("{distro} {}", escape_string(app))));
+            if let Some((_, file)) = icon {
+                kept.push((ICON_KEY.to_owned(), escape_string(&file.display().to_string())));
+            }
+        }
+        group.entries = kept;
+    }
+    let text = entry.to_text(&format!(
+        "# Written by distrorun --export; `distrorun --unexport {distro} {app}` removes it.\n"
+    ));
+    check_launcher(&text, distrorun, distro)?;
+    Ok(text)
 }
 
-/// Where an exported entry's programs and icon now are.
-struct Target<'a> {
-    distrorun: &'a Path,
-    distro: &'a str,
-    icon: Option<&'a (String, PathBuf)>,
-}
-
-/// One `KEY=VALUE` line of the entry, in `group`, as exported.
-fn rewrite_line(
-    out: &mut String,
-    t: &Target,
-    line: &str,
-    (key, value): (&str, &str),
-    group: &str,
-) -> Result<(), String> {
-    let base = key.split('[').next().unwrap_or(key);
-    let main = group == "[Desktop Entry]";
-    match base {
-        "Exec" => {
-            let args = split_exec(value)?;
-            let _ = writeln!(out, "Exec={}", join_exec(t.distrorun, t.distro, &args));
-        }
-        "TryExec" => {
-            let _ = writeln!(out, "TryExec={}", escape_string(&t.distrorun.display().to_string()));
-        }
-        "Name" if main => {
-            let _ = writeln!(out, "{key}={value} ({})", t.distro);
-        }
-        "Icon" if main && t.icon.is_some() => {
-            let _ = writeln!(out, "Icon={}", escape_string(&t.icon.map(|i| i.0.clone()).unwrap_or_default()));
-        }
-        "DBusActivatable" if main => {}
-        k if k == MARK_KEY || k == ICON_KEY => {}
-        _ => {
-            out.push_str(line);
-            out.push('\n');
+/// Reads the launcher back as a desktop will: every `Exec` and `TryExec`
+/// must start distrorun for the distro.
+fn check_launcher(text: &str, distrorun: &Path, distro: &str) -> Result<(), String> {
+    let parsed = DesktopFile::parse(text).map_err(|why| format!("the launcher would not be valid: {why}"))?;
+    let ours = Arg::Word(distrorun.display().to_string());
+    for group in &parsed.groups {
+        for (key, value) in &group.entries {
+            let runs_distrorun = match base_key(key) {
+                "Exec" => split_exec(value).is_ok_and(|args| {
+                    args.len() > 2 && args[0] == ours && args[1] == Arg::Word(distro.to_owned())
+                }),
+                "TryExec" => unescape_string(value) == distrorun.display().to_string(),
+                _ => true,
+            };
+            if !runs_distrorun {
+                return Err(format!(
+                    "in the launcher, {key} of [{}] would not run through distrorun",
+                    group.name
+                ));
+            }
         }
     }
     Ok(())
-}
-
-fn push_markers(out: &mut String, distro: &str, app: &str, icon: Option<&(String, PathBuf)>) {
-    let _ = writeln!(out, "{MARK_KEY}={distro} {}", escape_string(app));
-    if let Some((_, file)) = icon {
-        let _ = writeln!(out, "{ICON_KEY}={}", escape_string(&file.display().to_string()));
-    }
 }
 
 /// `--export-bin NAME TOOL`.
@@ -324,8 +318,9 @@ fn unexport(home: &Home, distro: &str, what: &str) -> Result<(), Error> {
     for file in matches {
         let text = read_small(&file).map_err(|e| error::io(format!("read {}", file.display()), &e))?;
         let text = String::from_utf8_lossy(&text);
-        if let Some(icon) = desktop_value(&text, ICON_KEY) {
-            let icon = PathBuf::from(unescape_string(&icon));
+        let parsed = DesktopFile::parse(&text).unwrap_or_default();
+        if let Some(icon) = parsed.main_value(ICON_KEY) {
+            let icon = PathBuf::from(unescape_string(icon));
             if icon.starts_with(&home.icons) {
                 match fs::remove_file(&icon) {
                     Ok(()) => {}
@@ -354,7 +349,7 @@ fn refuse_foreign(target: &Path) -> Result<(), Error> {
                 .with_hint("move it away first if it should be replaced"))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(error::io(format!("read {}", target.display()), &e)),
+        Err(e) => Err(Error::msg(format!("refusing to overwrite {}: {}", target.display(), error::text(&e)))),
     }
 }
 
@@ -409,8 +404,9 @@ mod tests {
             Icon=gimp\nStartupWMClass=gimp-2.10\nDBusActivatable=true\nX-Distrorun-Exported=forged x\n\n\
             [Desktop Action new]\nName=New Window\nExec=gimp --new\n";
         let icon = ("distrorun-rocky9-gimp".to_owned(), PathBuf::from("/h/icons/x.png"));
+        let parsed = DesktopFile::parse(text).unwrap();
         let out =
-            rewrite_entry(text, Path::new("/usr/bin/distrorun"), "rocky9", "gimp", Some(&icon)).unwrap();
+            rewrite_entry(parsed, Path::new("/usr/bin/distrorun"), "rocky9", "gimp", Some(&icon)).unwrap();
         for want in [
             "Name=Gimp (rocky9)\n",
             "Name[de]=Gimp DE (rocky9)\n",
@@ -427,6 +423,13 @@ mod tests {
         assert!(!out.contains("DBusActivatable"), "{out}");
         assert!(!out.contains("forged"), "{out}");
         assert_eq!(marker(out.as_bytes()), Some(("rocky9".into(), "gimp".into())));
-        assert!(rewrite_entry("[Other]\nExec=x\n", Path::new("/d"), "r", "a", None).is_err());
+        let other = DesktopFile::parse("[Other]\nExec=x\n").unwrap();
+        assert!(rewrite_entry(other, Path::new("/d"), "r", "a", None).is_err());
+        // An indented duplicate Exec is the one a desktop runs: it is the
+        // one rewritten, and no second Exec is left.
+        let sneaky = DesktopFile::parse("[Desktop Entry]\nExec=true\n\tExec=sh -c evil\n").unwrap();
+        let out = rewrite_entry(sneaky, Path::new("/d"), "r", "a", None).unwrap();
+        assert_eq!(out.matches("Exec=").count(), 1, "{out}");
+        assert!(out.contains("Exec=/d r sh -c evil\n"), "{out}");
     }
 }

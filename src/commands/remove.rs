@@ -1,22 +1,35 @@
 //! `distrorun --remove NAME [--yes]`: a per-user distro's tree and config,
 //! removed inside its namespace by descriptors, never across a mount point.
 
+use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, IsTerminal, Write};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use distrorun_config::{IdMode, Origin};
 use distrorun_engine::Error;
 use nix::errno::Errno;
-use nix::fcntl::{open, renameat2, OFlag, RenameFlags};
-use nix::sys::stat::Mode;
+use nix::fcntl::{open, renameat2, AtFlags, OFlag, RenameFlags};
+use nix::sys::stat::{fstat, fstatat, Mode};
 
+use crate::tree::marker;
+use crate::tree::namelock::NameLock;
 use crate::tree::remove;
-use crate::{places, subids};
+use crate::{error, places, subids};
 
-/// `distrorun --remove NAME [--yes]`.
+/// `distrorun --remove NAME [--yes]`. Removes only what `--create` wrote:
+/// the config must name `NAME` in distrorun's data directory, and the tree
+/// there must be the one the marker names; anything else is refused before
+/// a file is touched.
 pub fn remove(name: &str, yes: bool) -> Result<(), Error> {
     let caller = places::caller()?;
     let found = places::find_config(name)?;
+    let not_ours = |why: String| {
+        Error::msg(format!(
+            "distro {name} ({}) was not made by distrorun --create: {why}; remove its tree and config yourself",
+            found.path.display()
+        ))
+    };
     if found.origin == Origin::System {
         return Err(Error::msg(format!(
             "distro {name} is a system distro ({}); --remove removes only per-user distros",
@@ -25,44 +38,87 @@ pub fn remove(name: &str, yes: bool) -> Result<(), Error> {
         .with_hint("an admin removes a system distro by hand"));
     }
     if found.distro.ids != IdMode::Subuid {
-        return Err(Error::msg(format!(
-            "distro {name} ({}) was not made by distrorun --create; remove its tree and config yourself",
-            found.path.display()
-        )));
+        return Err(not_ours("it does not map subordinate ids".into()));
     }
     let dir = found.distro.dir.clone();
-    let (Some(parent), Some(base)) = (dir.parent(), dir.file_name()) else {
-        return Err(Error::msg(format!("distro {name} has no removable directory {}", dir.display())));
+    let data = places::data_dir()?;
+    let data_fd = match open(&data, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Err(not_ours(format!("{} does not exist", data.display()))),
+        Err(e) => return Err(Error::sys(format!("open {}", data.display()), e)),
     };
+    let in_data_dir = dir.file_name() == Some(OsStr::new(name))
+        && dir.parent().is_some_and(|parent| same_dir(parent, &data_fd));
+    if !in_data_dir {
+        return Err(not_ours(format!(
+            "its directory {} is not {}",
+            dir.display(),
+            data.join(name).display()
+        )));
+    }
+    let _lock = NameLock::acquire(&data_fd, &data, name, "remove")?;
+    let present = marked_entries(&data_fd, &data, name)?;
+    if present.is_empty() && !marker::exists(&data_fd, name) {
+        return Err(not_ours(format!("{} has no tree it made", data.display())));
+    }
     if !yes && !confirm(name, &dir, &found.path)? {
         return Err(Error::msg(format!("distro {name} was not removed")));
     }
     let ids = subids::keep_id(&caller)?;
-    let parent_fd = open(parent, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| Error::sys(format!("open {}", parent.display()), e))?;
     subids::enter_keep_id(&ids)?;
-    // Renamed first, then the config deleted: an interrupted removal leaves
-    // a hidden leftover that the next --create of the name cleans up, never
-    // a distro that looks usable.
+    remove_marked(&data_fd, &data, name, &present, &found.path)
+}
+
+/// Which of `.NAME.partial` and `NAME` are there, each checked against the
+/// marker: one that distrorun did not make is refused with its path.
+fn marked_entries(data_fd: &OwnedFd, data: &Path, name: &str) -> Result<Vec<OsString>, Error> {
     let hidden = places::partial_name(name);
-    match nix::sys::stat::fstatat(&parent_fd, hidden.as_os_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
-        Ok(_) => remove::remove_leftover(&parent_fd, &hidden, parent)?,
-        Err(Errno::ENOENT) => {}
-        Err(e) => return Err(Error::sys(format!("look at {}", parent.join(&hidden).display()), e)),
+    let mut present = Vec::new();
+    for entry in [hidden.as_os_str(), OsStr::new(name)] {
+        match fstatat(data_fd, entry, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(_) => {
+                marker::require(data_fd, data, name, &entry.to_string_lossy())?;
+                present.push(entry.to_owned());
+            }
+            Err(Errno::ENOENT) => {}
+            Err(e) => return Err(Error::sys(format!("look at {}", data.join(entry).display()), e)),
+        }
     }
-    // A tree already gone (deleted by hand) leaves only the config to remove.
-    let moved =
-        match renameat2(&parent_fd, base, &parent_fd, hidden.as_os_str(), RenameFlags::RENAME_NOREPLACE) {
-            Ok(()) => true,
-            Err(Errno::ENOENT) => false,
-            Err(e) => return Err(Error::sys(format!("move {} aside for removal", dir.display()), e)),
-        };
-    std::fs::remove_file(&found.path)
-        .map_err(|e| crate::error::io(format!("remove {}", found.path.display()), &e))?;
+    Ok(present)
+}
+
+/// Renamed first, then the config deleted: an interrupted removal leaves a
+/// hidden leftover that the next --create of the name cleans up, never a
+/// distro that looks usable.
+fn remove_marked(
+    data_fd: &OwnedFd,
+    data: &Path,
+    name: &str,
+    present: &[OsString],
+    config: &Path,
+) -> Result<(), Error> {
+    let hidden = places::partial_name(name);
+    if present.iter().any(|e| e == hidden.as_os_str()) {
+        remove::remove_leftover(data_fd, &hidden, data)?;
+    }
+    let moved = present.iter().any(|e| e == name);
     if moved {
-        remove::remove_leftover(&parent_fd, &hidden, parent)?;
+        renameat2(data_fd, name, data_fd, hidden.as_os_str(), RenameFlags::RENAME_NOREPLACE)
+            .map_err(|e| Error::sys(format!("move {} aside for removal", data.join(name).display()), e))?;
     }
-    Ok(())
+    std::fs::remove_file(config).map_err(|e| error::io(format!("remove {}", config.display()), &e))?;
+    if moved {
+        remove::remove_leftover(data_fd, &hidden, data)?;
+    }
+    marker::unmark(data_fd, data, name)
+}
+
+/// Whether `path` is the directory open as `dir`.
+fn same_dir(path: &Path, dir: &OwnedFd) -> bool {
+    match (nix::sys::stat::stat(path), fstat(dir)) {
+        (Ok(a), Ok(b)) => (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino),
+        _ => false,
+    }
 }
 
 /// Asks on the terminal. Without one, and without `--yes`, nothing is removed.

@@ -7,15 +7,25 @@
 //! read and refused when its digest or size does not match; a layer is
 //! checked when its last byte has been read, so a bad one fails the create
 //! and its tree is deleted with the rest of the temporary tree.
+//!
+//! The files of an image directory are opened beneath it without following
+//! a symlink (a blob that links to `/dev/zero`, or, for root making a
+//! `--system` distro from a directory a user controls, to `/etc/shadow`, is
+//! refused), must be regular files, and a blob must be exactly the size its
+//! descriptor declares; a stream is cut off the moment it passes it.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use distrorun_engine::Error;
+use nix::errno::Errno;
+use nix::fcntl::{open, openat2, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{fstat, Mode, SFlag};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -81,7 +91,7 @@ struct RootFs {
 
 /// Where an image's files are: a directory, or members of a tar file.
 enum Store {
-    Dir(PathBuf),
+    Dir(OwnedFd),
     Archive { file: Arc<File>, members: HashMap<String, (u64, u64)> },
 }
 
@@ -106,7 +116,14 @@ impl Image {
     pub fn open(path: &Path, tag: Option<&str>) -> Result<Image, Error> {
         let what = format!("the image {}", path.display());
         let meta = std::fs::metadata(path).map_err(|e| error::io(format!("open {what}"), &e))?;
-        let store = if meta.is_dir() { Store::Dir(path.to_path_buf()) } else { Store::archive(path, &what)? };
+        let store = if meta.is_dir() {
+            Store::Dir(
+                open(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                    .map_err(|e| Error::sys(format!("open {what}"), e))?,
+            )
+        } else {
+            Store::archive(path, &what)?
+        };
         let mut image = Image { store, layers: Vec::new(), what };
         if image.store.has("index.json") {
             image.layers = image.oci_layers(tag)?;
@@ -128,7 +145,8 @@ impl Image {
 
     /// A reader of layer `layer`'s blob that hashes what it reads.
     pub fn layer(&self, layer: &Layer) -> Result<Checked<Box<dyn Read + Send>>, Error> {
-        Ok(Checked::new(self.store.open(&layer.path, &self.what)?, &layer.digest, layer.size, &layer.path))
+        let blob = self.store.open(&layer.path, &self.what, layer.size)?;
+        Ok(Checked::new(blob, &layer.digest, layer.size, &layer.path))
     }
 
     fn oci_layers(&self, tag: Option<&str>) -> Result<Vec<Layer>, Error> {
@@ -242,7 +260,8 @@ impl Image {
                 self.what, d.digest
             )));
         }
-        let mut reader = Checked::new(self.store.open(&path, &self.what)?, &d.digest, Some(d.size), &path);
+        let blob = self.store.open(&path, &self.what, Some(d.size))?;
+        let mut reader = Checked::new(blob, &d.digest, Some(d.size), &path);
         let mut bytes = Vec::new();
         reader.read_to_end(&mut bytes).map_err(|e| error::io(format!("read {path} in {}", self.what), &e))?;
         reader.verify(&self.what)?;
@@ -251,7 +270,7 @@ impl Image {
 
     /// A JSON file of the image, checked against `digest` if given.
     fn json<T: for<'de> Deserialize<'de>>(&self, path: &str, digest: Option<&str>) -> Result<T, Error> {
-        let mut reader = self.store.open(path, &self.what)?.take(MAX_JSON + 1);
+        let mut reader = self.store.open(path, &self.what, None)?.take(MAX_JSON + 1);
         let mut bytes = Vec::new();
         reader.read_to_end(&mut bytes).map_err(|e| error::io(format!("read {path} in {}", self.what), &e))?;
         if let Some(digest) = digest {
@@ -305,7 +324,9 @@ impl Store {
     /// Indexes the members of an uncompressed tar file by path, so that
     /// blobs can be read in the order the manifest lists them.
     fn archive(path: &Path, what: &str) -> Result<Store, Error> {
-        let file = File::open(path).map_err(|e| error::io(format!("open {what}"), &e))?;
+        let file = open(path, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|e| Error::sys(format!("open {what}"), e))
+            .and_then(|fd| regular(fd, what))?;
         let mut head = [0u8; 8];
         let n = file.read_at(&mut head, 0).unwrap_or(0);
         if tarball::Compression::detect(&head[..n]) != tarball::Compression::None {
@@ -329,28 +350,67 @@ impl Store {
 
     fn has(&self, path: &str) -> bool {
         match self {
-            Store::Dir(dir) => dir.join(path).is_file(),
+            Store::Dir(dir) => beneath(dir, path).is_ok_and(|fd| {
+                fstat(&fd)
+                    .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG)
+            }),
             Store::Archive { members, .. } => members.contains_key(path),
         }
     }
 
-    fn open(&self, path: &str, what: &str) -> Result<Box<dyn Read + Send>, Error> {
+    /// A file of the image; a blob of `size` bytes when that is given.
+    fn open(&self, path: &str, what: &str, size: Option<u64>) -> Result<Box<dyn Read + Send>, Error> {
         if path.split('/').any(|c| c == ".." || c.is_empty()) {
             return Err(Error::msg(format!("{what}: refusing the path {path:?}")));
         }
-        match self {
+        let (reader, len): (Box<dyn Read + Send>, u64) = match self {
             Store::Dir(dir) => {
-                let file = File::open(dir.join(path))
-                    .map_err(|e| error::io(format!("open {path} in {what}"), &e))?;
-                Ok(Box::new(file))
+                let file = beneath(dir, path)
+                    .map_err(|e| match e {
+                        Errno::ELOOP | Errno::EXDEV => Error::msg(format!(
+                            "{what}: {path} is a symbolic link; distrorun reads only the image's own files"
+                        )),
+                        e => Error::sys(format!("open {path} in {what}"), e),
+                    })
+                    .and_then(|fd| regular(fd, &format!("{path} in {what}")))?;
+                let len = file.metadata().map_or(0, |m| m.len());
+                (Box::new(file), len)
             }
             Store::Archive { file, members } => {
                 let &(start, len) =
                     members.get(path).ok_or_else(|| Error::msg(format!("{what} has no {path}")))?;
-                Ok(Box::new(Slice { file: file.clone(), pos: start, end: start + len }))
+                (Box::new(Slice { file: file.clone(), pos: start, end: start + len }), len)
             }
+        };
+        match size {
+            Some(size) if size != len => Err(Error::msg(format!(
+                "{what}: the blob {path} has {len} bytes where its descriptor says {size}"
+            ))),
+            _ => Ok(reader),
         }
     }
+}
+
+/// `path` beneath the image directory `dir`, through no symlink.
+fn beneath(dir: &OwnedFd, path: &str) -> Result<OwnedFd, Errno> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
+        .resolve(
+            ResolveFlag::RESOLVE_BENEATH
+                | ResolveFlag::RESOLVE_NO_SYMLINKS
+                | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+        );
+    openat2(dir, path, how)
+}
+
+/// `fd` as a file, if it is a regular one: a FIFO or a device would never
+/// end, or never start.
+fn regular(fd: OwnedFd, what: &str) -> Result<File, Error> {
+    let st = fstat(&fd).map_err(|e| Error::sys(format!("examine {what}"), e))?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+        return Err(Error::msg(format!("{what} is not a regular file")));
+    }
+    Ok(File::from(fd))
 }
 
 /// A member of a tar file, read in place.
@@ -421,7 +481,13 @@ impl<R: Read> Read for Checked<R> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
         self.count += n as u64;
-        Ok(n)
+        match self.size {
+            Some(size) if self.count > size => Err(io::Error::other(format!(
+                "the blob {} is longer than the {size} bytes its descriptor declares",
+                self.name
+            ))),
+            _ => Ok(n),
+        }
     }
 }
 

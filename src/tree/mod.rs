@@ -1,9 +1,18 @@
 //! Trees handled through descriptors: opening a distro's directory,
 //! opening inside it as if it were `/`, removing without following a
-//! symlink or crossing a mount point, and unpacking tar streams.
+//! symlink or crossing a mount point, and unpacking tar streams; and the
+//! per-user data directory they live in: kept private, one create or
+//! remove of a name at a time, and a marker on every tree distrorun made.
 
+pub mod limits;
+pub mod marker;
+pub mod namelock;
+pub mod private_dir;
 pub mod remove;
+mod sparse;
+mod tar_guard;
 pub mod unpack;
+pub mod xattr_policy;
 
 use std::os::fd::OwnedFd;
 use std::path::Path;

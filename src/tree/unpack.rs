@@ -21,6 +21,10 @@ use nix::sys::stat::{fchmod, fstatat, futimens, mkdirat, utimensat, Mode, SFlag,
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, linkat, mkfifoat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 
+use super::limits::{self, Budget, Limits};
+use super::sparse::{HoleWriter, PaxSparse};
+use super::tar_guard::{self, TarGuard};
+use super::xattr_policy::XattrPolicy;
 use crate::tree::remove;
 
 /// What an unpack did, for the summary line.
@@ -35,6 +39,9 @@ pub struct Stats {
     pub unmapped: u64,
     /// Extended attributes the kernel refused (`trusted.*` and the like).
     pub xattrs: u64,
+    /// Privileged extended attributes not applied as root (see
+    /// [`XattrPolicy`]).
+    pub dropped_xattrs: u64,
 }
 
 /// How to treat OCI whiteouts (`.wh.NAME`, `.wh..wh..opq`).
@@ -55,6 +62,8 @@ pub struct Unpacker {
     dir_times: Vec<(Vec<u8>, i64)>,
     /// Paths this layer wrote, which an opaque whiteout keeps.
     layer_paths: std::collections::HashSet<Vec<u8>>,
+    budget: Budget,
+    xattr_policy: XattrPolicy,
     pub stats: Stats,
 }
 
@@ -65,7 +74,7 @@ pub trait Progress {
 
 impl Unpacker {
     /// `root` must be a directory opened `O_RDONLY | O_DIRECTORY`.
-    pub fn new(root: OwnedFd) -> Unpacker {
+    pub fn new(root: OwnedFd, limits: Limits, xattr_policy: XattrPolicy) -> Unpacker {
         // Modes come from the archive as they are.
         nix::sys::stat::umask(Mode::empty());
         Unpacker {
@@ -73,6 +82,8 @@ impl Unpacker {
             parent: None,
             dir_times: Vec::new(),
             layer_paths: std::collections::HashSet::new(),
+            budget: Budget::new(limits),
+            xattr_policy,
             stats: Stats::default(),
         }
     }
@@ -88,8 +99,11 @@ impl Unpacker {
         progress: &mut dyn Progress,
     ) -> Result<(), Error> {
         self.layer_paths.clear();
-        let mut tracked = EofTracker { inner: stream, eof: false };
-        let corrupt = |e: io::Error| Error::msg(format!("{what} is corrupt or truncated: {e}"));
+        let mut tracked = EofTracker { inner: TarGuard::new(stream), eof: false };
+        let corrupt = |e: io::Error| match tar_guard::refusal(&e) {
+            Some(refused) => Error::msg(format!("{what} is refused: it has {refused}")),
+            None => Error::msg(format!("{what} is corrupt or truncated: {e}")),
+        };
         {
             let mut archive = tar::Archive::new(&mut tracked);
             for entry in archive.entries().map_err(corrupt)? {
@@ -134,9 +148,23 @@ impl Unpacker {
         what: &str,
         whiteouts: Whiteouts,
     ) -> Result<(), Error> {
-        let raw = entry.path_bytes().into_owned();
+        let sparse = PaxSparse::of(entry).map_err(|why| {
+            Error::msg(format!("{what}: member {} is refused: {why}", shown(&entry.path_bytes())))
+        })?;
+        let raw = match sparse.as_ref().and_then(|s| s.name.clone()) {
+            Some(name) => name,
+            None => entry.path_bytes().into_owned(),
+        };
         let path = member_path(&raw, what)?;
         let kind = entry.header().entry_type();
+        let declared = match &sparse {
+            Some(s) => s.real_size,
+            None if kind.is_file() || kind == tar::EntryType::GNUSparse => entry.size(),
+            None => 0,
+        };
+        if !matches!(kind, tar::EntryType::XGlobalHeader) {
+            self.budget.take(declared, &shown(&raw), what)?;
+        }
         let meta = Meta::of(entry);
         if path.is_empty() {
             if kind.is_dir() {
@@ -160,7 +188,7 @@ impl Unpacker {
         match kind {
             tar::EntryType::Directory => self.write_dir(&at, &meta, entry),
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                self.write_file(&at, &meta, entry)
+                self.write_file(&at, &meta, entry, sparse)
             }
             tar::EntryType::Symlink => self.write_symlink(&at, &meta, entry),
             tar::EntryType::Link => self.write_hard_link(&at, entry),
@@ -194,7 +222,20 @@ impl Unpacker {
         self.dir_meta(&dir, at.path, meta, entry)
     }
 
-    fn write_file<R: Read>(&mut self, at: &At, meta: &Meta, entry: &mut tar::Entry<R>) -> Result<(), Error> {
+    fn write_file<R: Read>(
+        &mut self,
+        at: &At,
+        meta: &Meta,
+        entry: &mut tar::Entry<R>,
+        sparse: Option<PaxSparse>,
+    ) -> Result<(), Error> {
+        // What the file takes on disk: an old-GNU sparse member's stored
+        // data, a PAX sparse member's chunks, another member's size.
+        let on_disk = match &sparse {
+            Some(s) => s.data_len().unwrap_or_else(|| entry.header().entry_size().unwrap_or(0)),
+            None => entry.header().entry_size().unwrap_or(0),
+        };
+        limits::check_free(&self.root, on_disk, &shown(at.path), at.what)?;
         let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let perms = Mode::from_bits_truncate(meta.mode & 0o777);
         let fd = match openat(at.parent, at.name, flags, perms) {
@@ -205,12 +246,27 @@ impl Unpacker {
             other => other,
         }
         .map_err(|e| at.fail("create", e))?;
-        let mut file = File::from(fd);
+        let file = File::from(fd);
         let size = entry.size();
-        let copied = io::copy(entry, &mut file).map_err(|e| match e.raw_os_error() {
+        let io_error = |e: io::Error| match e.raw_os_error() {
             Some(errno) => at.fail("write", Errno::from_raw(errno)),
             None => Error::msg(format!("{} is corrupt or truncated: {e}", at.what)),
-        })?;
+        };
+        // The map and the chunks of a PAX sparse member make up its stored
+        // size; the sparse writer checks that they do.
+        let (copied, size) = if let Some(sparse) = sparse {
+            let real = sparse.real_size;
+            sparse.write(entry, size, &file).map_err(|why| {
+                Error::msg(format!("{}: sparse member {} is refused: {why}", at.what, shown(at.path)))
+            })?;
+            (real, real)
+        } else {
+            let mut writer = HoleWriter::new(&file);
+            let copied = writer.copy(entry, 0, size).map_err(io_error)?;
+            writer.finish(copied).map_err(io_error)?;
+            (copied, size)
+        };
+        self.stats.bytes += copied;
         if copied != size {
             return Err(Error::msg(format!(
                 "{} is truncated: member {} has {copied} of its {size} bytes",
@@ -218,7 +274,6 @@ impl Unpacker {
                 shown(at.path)
             )));
         }
-        self.stats.bytes += copied;
         self.owner_mode(file.as_fd(), meta, true).map_err(|e| at.fail("set the owner and mode of", e))?;
         self.xattrs(&file, entry);
         let t = TimeSpec::new(meta.mtime, 0);
@@ -342,11 +397,16 @@ impl Unpacker {
     }
 
     /// `SCHILY.xattr.*` records: file capabilities (`security.capability`)
-    /// and the like. Set after the owner, since chown clears capabilities.
+    /// and the like, as the [`XattrPolicy`] allows. Set after the owner,
+    /// since chown clears capabilities.
     fn xattrs<R: Read>(&mut self, file: &File, entry: &mut tar::Entry<R>) {
         let Ok(Some(exts)) = entry.pax_extensions() else { return };
         for ext in exts.flatten() {
             let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") else { continue };
+            if !self.xattr_policy.allows(name) {
+                self.stats.dropped_xattrs += 1;
+                continue;
+            }
             if xattr::FileExt::set_xattr(file, OsStr::from_bytes(name), ext.value_bytes()).is_err() {
                 self.stats.xattrs += 1;
             }
