@@ -7,7 +7,7 @@ use distrorun_config::access::Caller;
 use distrorun_config::{Found, IdMode, Origin};
 use distrorun_engine::userns::{self, Forbidden, KeepId, Simulate};
 use distrorun_engine::Error;
-use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid, User};
+use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
 
 const SUBUID: &str = "/etc/subuid";
 const SUBGID: &str = "/etc/subgid";
@@ -41,10 +41,8 @@ pub fn find_range(text: &str, name: &str, id: u32) -> Option<Range> {
 /// The keep-id maps for `caller`, with the setuid programs that write them.
 /// A missing range or a missing program is an error that names the fix.
 pub fn keep_id(caller: &Caller) -> Result<KeepId, Error> {
-    let name = match User::from_uid(caller.uid) {
-        Ok(Some(user)) => user.name,
-        _ => caller.uid.to_string(),
-    };
+    let name = distrorun_config::nss::user_by_uid(caller.uid.as_raw())
+        .map_or_else(|| caller.uid.to_string(), |u| String::from_utf8_lossy(&u.name).into_owned());
     let uids = range_of(SUBUID, &name, caller.uid.as_raw())?;
     let gids = range_of(SUBGID, &name, caller.uid.as_raw())?;
     Ok(KeepId {
@@ -83,7 +81,7 @@ pub fn enter(found: &Found, caller: &Caller, simulate: Simulate) -> Result<Resul
         IdMode::Own => userns::enter(caller.uid, caller.gid, simulate),
         IdMode::Subuid => {
             let ids = keep_id(caller)?;
-            userns::enter_keep_id(&ids, true)
+            crate::keepid::enter(&ids, caller.uid)
         }
     }
 }
