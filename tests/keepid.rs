@@ -109,7 +109,8 @@ impl Stranger {
 
     /// The `sleep` that unshare became (runuser's child).
     fn sleeper(&self) -> Option<u32> {
-        let children = fs::read_to_string(format!("/proc/{}/task/{}/children", self.0.id(), self.0.id())).ok()?;
+        let children =
+            fs::read_to_string(format!("/proc/{}/task/{}/children", self.0.id(), self.0.id())).ok()?;
         children.split_whitespace().next()?.parse().ok()
     }
 }
@@ -147,7 +148,8 @@ fn the_command_is_execd_in_place_in_the_joined_namespace() {
     let k = Keep::new("keep-inplace");
     k.namespace();
     let script = format!("{BIN} {} sh -c 'echo $PPID'; echo $$", k.distro.name);
-    let out = Run::as_user(USER, &["-c", &script]).bin("/bin/sh").env("XDG_RUNTIME_DIR", &k.runtime.path).output();
+    let out =
+        Run::as_user(USER, &["-c", &script]).bin("/bin/sh").env("XDG_RUNTIME_DIR", &k.runtime.path).output();
     out.assert_ok();
     let text = out.stdout_str();
     let lines: Vec<&str> = text.lines().collect();

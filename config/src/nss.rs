@@ -28,7 +28,6 @@ use nix::fcntl::{open, OFlag};
 use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::unistd::getresuid;
 
-use crate::trust;
 use crate::userdb::{GroupEntry, PasswdEntry};
 
 /// glibc's own lookup program, run only when the files have no answer.
@@ -110,8 +109,10 @@ pub fn group_by_name(name: &str) -> Option<GroupEntry> {
     find_group(&out, |g| g.name == name.as_bytes())
 }
 
-/// The host files a lookup reads, each only if it is root's and no one
-/// else can write it; a file that fails sends its database to NSS.
+/// The host files a lookup reads. A privileged process reads each only if
+/// it is root's and no one else can write it, and a file that fails sends
+/// its database to NSS; an unprivileged one reads them as glibc would, in
+/// a user namespace too, where root's files show as unmapped.
 struct HostFiles {
     files_first_passwd: bool,
     files_first_group: bool,
@@ -134,10 +135,11 @@ impl HostFiles {
 }
 
 fn read_root_file(path: &Path) -> Option<Vec<u8>> {
+    let privileged = privileged();
     let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK, Mode::empty()).ok()?;
     let st = fstat(fd.as_fd()).ok()?;
     let regular = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG;
-    if !regular || st.st_uid != 0 || st.st_mode & 0o022 != 0 {
+    if !regular || (privileged && (st.st_uid != 0 || st.st_mode & 0o022 != 0)) {
         return None;
     }
     let mut bytes = Vec::new();
@@ -197,11 +199,9 @@ fn getent(args: &[String]) -> Option<Vec<u8>> {
 /// unprivileged front end's way. A process whose ids differ (a setuid one)
 /// must install its own runner, so here it gets no answer at all.
 fn getent_as_self(args: &[String]) -> Option<Vec<u8>> {
-    let ids = getresuid().ok()?;
-    if ids.effective != ids.real || ids.saved != ids.real {
+    if privileged() {
         return None;
     }
-    trust::open_trusted_file(Path::new(GETENT)).ok()?;
     let out = Command::new(GETENT)
         .args(args)
         .env_clear()
@@ -210,6 +210,12 @@ fn getent_as_self(args: &[String]) -> Option<Vec<u8>> {
         .output()
         .ok()?;
     getent_output(out.status.code(), out.stdout)
+}
+
+/// Whether this process runs with ids other than its caller's (setuid); an
+/// error reading them counts as privileged.
+fn privileged() -> bool {
+    getresuid().map_or(true, |ids| ids.effective != ids.real || ids.saved != ids.real)
 }
 
 /// What `getent` printed, when it ran to the end: status 0, or 2 when some
