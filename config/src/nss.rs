@@ -53,11 +53,8 @@ pub fn set_runner(runner: Runner) -> bool {
 
 /// The user with this uid, as the host's user database has it.
 pub fn user_by_uid(uid: u32) -> Option<PasswdEntry> {
-    let host = HostFiles::read();
-    if host.files_first_passwd {
-        if let Some(e) = host.passwd.as_deref().and_then(|t| find_user(t, uid)) {
-            return Some(e);
-        }
+    if let Some(e) = HostFiles::get().passwd().and_then(|t| find_user(t, uid)) {
+        return Some(e);
     }
     let out = getent(&["passwd".into(), uid.to_string()])?;
     find_user(&out, uid)
@@ -69,13 +66,10 @@ pub fn groups_by_gid(gids: &[u32]) -> Vec<GroupEntry> {
     if gids.is_empty() {
         return vec![];
     }
-    let host = HostFiles::read();
     let mut found: Vec<Option<GroupEntry>> = vec![None; gids.len()];
-    if host.files_first_group {
-        if let Some(text) = host.group.as_deref() {
-            for (slot, gid) in found.iter_mut().zip(gids) {
-                *slot = find_group(text, |g| g.gid == *gid);
-            }
+    if let Some(text) = HostFiles::get().group() {
+        for (slot, gid) in found.iter_mut().zip(gids) {
+            *slot = find_group(text, |g| g.gid == *gid);
         }
     }
     let missing: Vec<u32> = gids.iter().zip(&found).filter(|(_, f)| f.is_none()).map(|(g, _)| *g).collect();
@@ -99,11 +93,8 @@ pub fn group_by_name(name: &str) -> Option<GroupEntry> {
     if name.is_empty() || name.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let host = HostFiles::read();
-    if host.files_first_group {
-        if let Some(e) = host.group.as_deref().and_then(|t| find_group(t, |g| g.name == name.as_bytes())) {
-            return Some(e);
-        }
+    if let Some(e) = HostFiles::get().group().and_then(|t| find_group(t, |g| g.name == name.as_bytes())) {
+        return Some(e);
     }
     let out = getent(&["group".into(), name.into()])?;
     find_group(&out, |g| g.name == name.as_bytes())
@@ -113,24 +104,38 @@ pub fn group_by_name(name: &str) -> Option<GroupEntry> {
 /// it is root's and no one else can write it, and a file that fails sends
 /// its database to NSS; an unprivileged one reads them as glibc would, in
 /// a user namespace too, where root's files show as unmapped.
+/// Each is read at most once per process, and only when asked for.
 struct HostFiles {
     files_first_passwd: bool,
     files_first_group: bool,
-    passwd: Option<Vec<u8>>,
-    group: Option<Vec<u8>>,
+    passwd: OnceLock<Option<Vec<u8>>>,
+    group: OnceLock<Option<Vec<u8>>>,
 }
 
 impl HostFiles {
-    fn read() -> HostFiles {
-        let conf = read_root_file(Path::new(NSSWITCH)).unwrap_or_default();
-        let files_first_passwd = files_first(&conf, "passwd");
-        let files_first_group = files_first(&conf, "group");
-        HostFiles {
-            files_first_passwd,
-            files_first_group,
-            passwd: files_first_passwd.then(|| read_root_file(Path::new(PASSWD))).flatten(),
-            group: files_first_group.then(|| read_root_file(Path::new(GROUP))).flatten(),
-        }
+    fn get() -> &'static HostFiles {
+        static HOST: OnceLock<HostFiles> = OnceLock::new();
+        HOST.get_or_init(|| {
+            let conf = read_root_file(Path::new(NSSWITCH)).unwrap_or_default();
+            HostFiles {
+                files_first_passwd: files_first(&conf, "passwd"),
+                files_first_group: files_first(&conf, "group"),
+                passwd: OnceLock::new(),
+                group: OnceLock::new(),
+            }
+        })
+    }
+
+    /// `/etc/passwd`, when glibc would answer from it first.
+    fn passwd(&self) -> Option<&[u8]> {
+        let read = || read_root_file(Path::new(PASSWD));
+        self.files_first_passwd.then(|| self.passwd.get_or_init(read).as_deref()).flatten()
+    }
+
+    /// `/etc/group`, when glibc would answer from it first.
+    fn group(&self) -> Option<&[u8]> {
+        let read = || read_root_file(Path::new(GROUP));
+        self.files_first_group.then(|| self.group.get_or_init(read).as_deref()).flatten()
     }
 }
 
@@ -142,7 +147,8 @@ fn read_root_file(path: &Path) -> Option<Vec<u8>> {
     if !regular || (privileged && (st.st_uid != 0 || st.st_mode & 0o022 != 0)) {
         return None;
     }
-    let mut bytes = Vec::new();
+    // Sized from fstat, so that the whole file comes in one read.
+    let mut bytes = Vec::with_capacity(usize::try_from(st.st_size.clamp(0, 1 << 20)).ok()? + 1);
     File::from(fd).take(MAX_BYTES + 1).read_to_end(&mut bytes).ok()?;
     (bytes.len() as u64 <= MAX_BYTES).then_some(bytes)
 }
