@@ -164,7 +164,7 @@ pub fn same_map(text: &str, map: &[MapRange]) -> bool {
 /// own maps the usual way.
 fn start_holder(ids: &KeepId) -> Option<i32> {
     let report = sys::spawn_detached(|report| {
-        let _ = nix::sys::prctl::set_name(c"distrorun-keepid");
+        let _ = nix::sys::prctl::set_name(c"distrorun-keep");
         if matches!(userns::enter_keep_id(ids, false), Ok(Ok(()))) {
             let _ = nix::unistd::write(&report, getpid().as_raw().to_string().as_bytes());
             drop(report);
