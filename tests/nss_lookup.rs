@@ -37,7 +37,7 @@ impl Drop for Restore {
 }
 
 fn whoami(b: Backend, d: &TestDistro) -> Output {
-    Run::as_user(EXTRA_USER, &[&d.name, "sh", "-c", "id -un 2>/dev/null || echo unnamed"]).backend(b).output()
+    Run::as_user(EXTRA_USER, &[&d.name, "sh", "-c", "whoami 2>/dev/null || echo unnamed"]).backend(b).output()
 }
 
 per_backend! {
@@ -104,9 +104,17 @@ impl Drop for BlockingPasswd {
     }
 }
 
-/// The pid of a running process named `comm`, waited for.
-fn wait_for_process(comm: &str) -> u32 {
+/// The pid of a running process named `comm`, waited for while `launch`
+/// runs; a launch that ends first is reported.
+fn wait_for_process(comm: &str, launch: &mut std::process::Child) -> u32 {
     for _ in 0..1000 {
+        if let Ok(Some(status)) = launch.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = launch.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            panic!("distrorun ended ({status}) before any {comm} started: {err}");
+        }
         for entry in fs::read_dir("/proc").expect("read /proc").flatten() {
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
             if fs::read_to_string(entry.path().join("comm")).is_ok_and(|c| c.trim() == comm) {
@@ -124,16 +132,20 @@ fn status_line(pid: u32, key: &str) -> String {
     status.lines().find(|l| l.starts_with(key)).map(|l| l[key.len()..].trim().to_owned()).unwrap_or_default()
 }
 
-/// Runs `args` as uid and gid `id`, with no supplementary group, without
-/// looking anyone up (a lookup would block on the FIFO).
-fn as_id(id: u32, args: &[&str]) -> std::process::Output {
-    let ids = [format!("--reuid={id}"), format!("--regid={id}")];
-    std::process::Command::new("setpriv")
-        .args(&ids)
-        .args(["--clear-groups", "--"])
-        .args(args)
-        .output()
-        .expect("run setpriv")
+/// `args` as uid and gid `id`, with no supplementary group (std drops
+/// root's groups when it sets the uid), and without looking anyone up: a
+/// lookup (setpriv and runuser make one) would block on the FIFO.
+fn as_id(id: u32, args: &[&str]) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = std::process::Command::new(args[0]);
+    c.args(&args[1..])
+        .gid(id)
+        .uid(id)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", "/")
+        .current_dir("/");
+    c
 }
 
 /// The setuid helper asks NSS through getent as nobody: while getent is
@@ -146,22 +158,17 @@ fn helpers_getent_runs_as_nobody_out_of_the_callers_reach() {
     let (uid, _) = user_ids(EXTRA_USER);
     let d = TestDistro::standard("nss-nobody");
     let blocking = BlockingPasswd::install();
-    let launch = std::process::Command::new("setpriv")
-        .args([format!("--reuid={uid}"), format!("--regid={uid}")])
-        .args(["--clear-groups", "--", BIN, "--backend", "helper", &d.name, "id", "-un"])
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .current_dir("/")
+    let mut launch = as_id(uid, &[BIN, "--backend", "helper", &d.name, "id", "-un"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start distrorun");
-    let getent = wait_for_process("getent");
+    let getent = wait_for_process("getent", &mut launch);
     let uids = status_line(getent, "Uid:");
     let gids = status_line(getent, "Gid:");
     let groups = status_line(getent, "Groups:");
-    let environ = as_id(uid, &["cat", &format!("/proc/{getent}/environ")]);
-    let signal = as_id(uid, &["kill", "-0", &getent.to_string()]);
+    let environ = as_id(uid, &["cat", &format!("/proc/{getent}/environ")]).output().expect("run cat");
+    let signal = as_id(uid, &["kill", "-0", &getent.to_string()]).output().expect("run kill");
     blocking.release();
     let out = launch.wait_with_output().expect("wait for distrorun");
     drop(blocking);
