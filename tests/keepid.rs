@@ -182,29 +182,30 @@ fn a_dead_holder_is_replaced() {
     assert_eq!(ns_of(new_holder), second);
 }
 
+/// Points the state file at a process of `user` that `unshare ARGS` put in
+/// a user namespace of its own, and checks that a launch does not join it.
+fn stranger_is_not_joined(tag: &str, user: &str, args: &[&str]) {
+    let k = Keep::new(tag);
+    let stranger = Stranger::start(user, args);
+    let pid = stranger.sleeper().expect("the stranger's pid");
+    write_state(&k, pid);
+    let ns = k.namespace();
+    assert_ne!(ns, ns_of(pid), "the launch joined the namespace of {user}'s unshare {args:?}");
+    assert_ne!(k.holder(), Some(pid), "the state file still names the stranger");
+}
+
 /// A state file naming another user's process in a namespace of its own
 /// (as after the holder died and its pid was reused) is not joined.
 #[test]
 fn another_users_process_named_by_the_state_file_is_not_joined() {
-    let k = Keep::new("keep-other");
-    let stranger = Stranger::start(OTHER_USER, &["--user", "--map-root-user"]);
-    let pid = stranger.sleeper().expect("the stranger's pid");
-    write_state(&k, pid);
-    let ns = k.namespace();
-    assert_ne!(ns, ns_of(pid), "the launch joined another user's namespace");
-    assert_ne!(k.holder(), Some(pid), "the state file still names the other user's process");
+    stranger_is_not_joined("keep-other", OTHER_USER, &["--user", "--map-root-user"]);
 }
 
 /// The caller's own process in a user namespace with other maps (a plain
 /// `unshare -U`, or an own-ids distrorun command) is not joined either.
 #[test]
 fn own_process_with_other_maps_is_not_joined() {
-    let k = Keep::new("keep-own");
-    let stranger = Stranger::start(USER, &["--user", "--map-current-user"]);
-    let pid = stranger.sleeper().expect("the process's pid");
-    write_state(&k, pid);
-    let ns = k.namespace();
-    assert_ne!(ns, ns_of(pid), "the launch joined a namespace with other maps");
+    stranger_is_not_joined("keep-own", USER, &["--user", "--map-current-user"]);
 }
 
 #[test]

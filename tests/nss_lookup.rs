@@ -12,20 +12,7 @@ use std::path::Path;
 
 use distrorun_testkit::*;
 
-const EXTRA_USER: &str = "distrorun-extra";
 const GETENT: &str = "/usr/bin/getent";
-
-fn require_extra_user() {
-    let passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
-    assert!(
-        !passwd.lines().any(|l| l.starts_with(&format!("{EXTRA_USER}:"))),
-        "{EXTRA_USER} must be known only to libnss-extrausers, not /etc/passwd"
-    );
-    assert!(
-        nix::unistd::User::from_name(EXTRA_USER).ok().flatten().is_some(),
-        "{EXTRA_USER} is unknown: ci/test-setup installs libnss-extrausers and adds it"
-    );
-}
 
 /// Restores getent's mode however the test ends.
 struct Restore(u32);
