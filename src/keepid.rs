@@ -44,7 +44,7 @@ pub fn enter(ids: &KeepId, uid: Uid) -> Result<Result<(), Forbidden>, Error> {
     let Some(dir) = runtime_dir(uid) else { return userns::enter_keep_id(ids, true) };
     let (state, lock) = (dir.join(STATE), dir.join(LOCK));
     if let Some(ns) = read_state(&state, uid).and_then(|pid| holder_namespace(pid, ids, uid)) {
-        return join(&ns);
+        return join(&ns, ids);
     }
     // Made under the lock, so that a concurrent first launch waits and then
     // joins the holder this one starts.
@@ -55,25 +55,23 @@ pub fn enter(ids: &KeepId, uid: Uid) -> Result<Result<(), Forbidden>, Error> {
         return userns::enter_keep_id(ids, true);
     };
     if let Some(ns) = read_state(&state, uid).and_then(|pid| holder_namespace(pid, ids, uid)) {
-        return join(&ns);
+        return join(&ns, ids);
     }
     if let Some(pid) = start_holder(ids) {
         if let Some(ns) = holder_namespace(pid, ids, uid) {
             write_state(&dir, &state, pid, uid);
-            return join(&ns);
+            return join(&ns, ids);
         }
     }
     userns::enter_keep_id(ids, true)
 }
 
 /// Joins the holder's user namespace and makes this run's mount namespace.
-fn join(ns: &OwnedFd) -> Result<Result<(), Forbidden>, Error> {
-    match setns(ns.as_fd(), CloneFlags::CLONE_NEWUSER) {
-        Ok(()) => {}
-        Err(e @ (Errno::EPERM | Errno::EINVAL | Errno::EUSERS)) => {
-            return Ok(Err(Forbidden(format!("setns(CLONE_NEWUSER) failed: {}", e.desc()))))
-        }
-        Err(e) => return Err(Error::sys("join the keep-id user namespace", e)),
+/// Where the kernel refuses the join, nothing has changed, and the launch
+/// writes its own maps instead.
+fn join(ns: &OwnedFd, ids: &KeepId) -> Result<Result<(), Forbidden>, Error> {
+    if setns(ns.as_fd(), CloneFlags::CLONE_NEWUSER).is_err() {
+        return userns::enter_keep_id(ids, true);
     }
     unshare(CloneFlags::CLONE_NEWNS).map_err(|e| Error::sys("create a mount namespace", e))?;
     Ok(Ok(()))
