@@ -140,9 +140,20 @@ fn holder_namespace(pid: i32, ids: &KeepId, uid: Uid) -> Option<OwnedFd> {
     }
     let ns = open(&proc.join("ns/user"), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).ok()?;
     let read = |name: &str| std::fs::read_to_string(proc.join(name)).ok();
-    let maps_match = read("uid_map").is_some_and(|m| same_map(&m, &ids.uid_map))
+    // A holder that was killed but not yet reaped still shows its
+    // namespace; it is dead all the same, and is replaced.
+    let running = read("stat").is_some_and(|stat| !is_dead(&stat));
+    let maps_match = running
+        && read("uid_map").is_some_and(|m| same_map(&m, &ids.uid_map))
         && read("gid_map").is_some_and(|m| same_map(&m, &ids.gid_map));
     (maps_match && sys::pidfd_alive(pidfd.as_fd())).then_some(ns)
+}
+
+/// Whether a `/proc/PID/stat` line is that of a zombie or a dying process:
+/// the state follows the command name, which ends at the last `)`.
+fn is_dead(stat: &str) -> bool {
+    let state = stat.rfind(')').and_then(|end| stat[end + 1..].split_whitespace().next());
+    !matches!(state, Some(s) if s != "Z" && s != "X" && s != "x")
 }
 
 /// Whether a `/proc/PID/uid_map` text holds exactly these ranges.
@@ -180,6 +191,15 @@ fn start_holder(ids: &KeepId) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zombies_and_unreadable_states_count_as_dead() {
+        assert!(!is_dead("42 (distrorun-keep) S 1 41 41 0 -1"));
+        assert!(!is_dead("42 (a) b) R 1"), "a name with a parenthesis");
+        assert!(is_dead("42 (distrorun-keep) Z 1 41 41"));
+        assert!(is_dead("42 (distrorun-keep) X 1"));
+        assert!(is_dead("garbage"));
+    }
 
     #[test]
     fn maps_match_only_when_every_range_is_the_same() {

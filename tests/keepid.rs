@@ -65,11 +65,17 @@ impl Drop for Keep {
     }
 }
 
+/// Kills `pid` and waits until it is gone or a zombie: a holder is no
+/// one's child, and where nothing reaps orphans promptly it stays one.
 fn kill(pid: u32) {
     let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
     for _ in 0..100 {
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            return;
+        match fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return,
+            Ok(stat) if stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')) => {
+                return
+            }
+            Ok(_) => {}
         }
         std::thread::sleep(Duration::from_millis(20));
     }
