@@ -145,7 +145,9 @@ fn helpers_getent_runs_as_nobody_out_of_the_callers_reach() {
     let (uid, _) = user_ids(EXTRA_USER);
     let d = TestDistro::standard("nss-nobody");
     let blocking = BlockingPasswd::install();
-    let mut launch = as_id(uid, &[BIN, "--backend", "helper", &d.name, "id", "-un"])
+    // What getent answers through the FIFO is not this test's subject (the
+    // name is, in the test above); the launch must only finish.
+    let mut launch = as_id(uid, &[BIN, "--backend", "helper", &d.name, "/bin/true"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -165,5 +167,4 @@ fn helpers_getent_runs_as_nobody_out_of_the_callers_reach() {
     assert!(!environ.status.success(), "the caller read getent's environment");
     assert!(!signal.status.success(), "the caller could signal getent");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{EXTRA_USER}\n"));
 }
