@@ -20,9 +20,10 @@ TARGET_DIR  ?= target
 BUILD_ENV = DISTRORUN_SYSCONFDIR=$(SYSCONFDIR) DISTRORUN_LIBEXECDIR=$(LIBEXECDIR)
 HELPER    = $(LIBEXECDIR)/distrorun/distrorun-helper
 
-# Dynamically linked against glibc, so that user and group names resolve
-# through every NSS module the system uses (see ci/lib.sh). The explicit
-# --target keeps the binaries in one place whatever RUSTFLAGS say.
+# Linked static-pie, so that no launch pays the dynamic loader; names that
+# the host's files do not answer go to NSS through getent (see ci/lib.sh).
+# The explicit --target keeps the binaries in one place whatever RUSTFLAGS
+# say, and the flag comes last so that it wins over one already there.
 HOST     := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 RELEASE   = $(TARGET_DIR)/$(HOST)/release
 
@@ -31,7 +32,7 @@ RELEASE   = $(TARGET_DIR)/$(HOST)/release
 all: build
 
 build:
-	$(BUILD_ENV) $(CARGO) build --release --locked --workspace --target $(HOST) --target-dir $(TARGET_DIR)
+	$(BUILD_ENV) RUSTFLAGS="$(strip $(RUSTFLAGS) -C target-feature=+crt-static)" $(CARGO) build --release --locked --workspace --target $(HOST) --target-dir $(TARGET_DIR)
 
 # What `make install` installs, and the directories it had to create for
 # them; `make uninstall` removes exactly these, and a directory only when

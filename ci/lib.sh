@@ -262,20 +262,21 @@ require_trusted_path() {
 	done
 }
 
-# Release builds link dynamically against glibc, as sudo, su and newuidmap
-# do: glibc supports NSS modules (systemd, sss, ldap, extrausers) only in
-# dynamically linked programs, and the loader runs in secure mode for the
-# setuid helper. The explicit --target keeps the release binaries in one
-# place whatever RUSTFLAGS a caller adds.
+# Release builds are static-pie, so that no launch pays the dynamic loader
+# and its relocations. A static glibc cannot load NSS modules, so distrorun
+# reads the host's /etc/passwd and /etc/group itself when nsswitch.conf puts
+# `files` first, and asks NSS (systemd, sss, ldap, extrausers) through
+# glibc's dynamically linked getent only otherwise (config/src/nss.rs). The
+# explicit --target keeps the release binaries in one place whatever
+# RUSTFLAGS a caller adds.
 rust_host() {
 	rustc -vV | sed -n 's/^host: //p'
 }
 
-# cargo_release TARGET_DIR [CARGO_ARGS...]: binaries land in $(release_dir TARGET_DIR).
+# cargo_release TARGET_DIR [CARGO_ARGS...]: the shipped linking; binaries
+# land in $(release_dir TARGET_DIR).
 cargo_release() {
-	local dir=$1
-	shift
-	cargo build --release --locked --target "$(rust_host)" --target-dir "$dir" "$@"
+	cargo_build_linking static "$@"
 }
 
 release_dir() {
@@ -283,11 +284,11 @@ release_dir() {
 }
 
 # cargo_build_linking static|dynamic TARGET_DIR [CARGO_ARGS...]: a release
-# build linked one way or the other whatever cargo_release currently does, so
-# that the bench can price one linking against the other. Both keep the
-# explicit --target, so that the two builds differ in nothing but the flag;
-# the flag comes last, so that it wins over one already in RUSTFLAGS. The
-# binaries land in $(linking_release_dir TARGET_DIR).
+# build linked one way or the other, so that the bench can price one
+# linking against the other. Both keep the explicit --target, so that the
+# two builds differ in nothing but the flag; the flag comes last, so that it
+# wins over one already in RUSTFLAGS. The binaries land in
+# $(release_dir TARGET_DIR).
 cargo_build_linking() {
 	local mode=$1 dir=$2 feature
 	shift 2
@@ -297,13 +298,5 @@ cargo_build_linking() {
 	*) die "cargo_build_linking: static or dynamic, not '$mode'" ;;
 	esac
 	RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=$feature" \
-		cargo build --release --locked --target "$(_linking_host)" --target-dir "$dir" "$@"
-}
-
-linking_release_dir() {
-	printf '%s/%s/release\n' "$1" "$(_linking_host)"
-}
-
-_linking_host() {
-	rustc -vV | sed -n 's/^host: //p'
+		cargo build --release --locked --target "$(rust_host)" --target-dir "$dir" "$@"
 }

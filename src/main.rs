@@ -10,6 +10,7 @@ mod commands;
 mod desktop_entry;
 mod error;
 mod exported;
+mod keepid;
 mod machine;
 mod output;
 mod places;

@@ -7,7 +7,7 @@ use distrorun_config::access::Caller;
 use distrorun_config::{Found, IdMode, Origin};
 use distrorun_engine::userns::{self, Forbidden, KeepId, Simulate};
 use distrorun_engine::Error;
-use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid, User};
+use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
 
 use crate::machine;
 
@@ -52,10 +52,8 @@ pub struct Ids {
 
 impl Ids {
     pub fn read(caller: &Caller) -> Ids {
-        let name = match User::from_uid(caller.uid) {
-            Ok(Some(user)) => user.name,
-            _ => caller.uid.to_string(),
-        };
+        let name = distrorun_config::nss::user_by_uid(caller.uid.as_raw())
+            .map_or_else(|| caller.uid.to_string(), |u| String::from_utf8_lossy(&u.name).into_owned());
         let id = caller.uid.as_raw();
         Ids {
             uids: read_file(SUBUID).and_then(|text| range_in(&text, SUBUID, &name, id)),
@@ -130,7 +128,7 @@ pub fn enter(found: &Found, caller: &Caller, simulate: Simulate) -> Result<Resul
         IdMode::Own => userns::enter(caller.uid, caller.gid, simulate),
         IdMode::Subuid => {
             let ids = keep_id(caller)?;
-            userns::enter_keep_id(&ids, true)
+            crate::keepid::enter(&ids, caller.uid)
         }
     }
 }

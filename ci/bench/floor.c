@@ -10,11 +10,16 @@
  *   default     unprivileged: user + mount namespace, ids mapped to themselves
  *   -DSETUID    installed setuid root: mount namespace only, then the
  *               privileges are dropped back to the caller's before exec
+ * and each also with -DFAIR, the floor of what distrorun's default config
+ * does beyond that: the caller looked up through NSS (getpwuid, getgrgid),
+ * and DIR's /etc/passwd and /etc/group with one line each added, written
+ * into one detached tmpfs and bound read-only over the two files.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pwd.h>
 #include <limits.h>
 #include <linux/openat2.h>
 #include <sched.h>
@@ -143,6 +148,79 @@ static void switch_root(int rootfd, const char *cwd)
 		die("chdir %s", cwd);
 }
 
+#ifdef FAIR
+/* A copy of DIR's FILE plus LINE, in the tmpfs TMPFS under NAME. */
+static void write_merged(int tmpfs, const char *dir, const char *file,
+			 const char *name, const char *line)
+{
+	char path[PATH_MAX], buf[1 << 16];
+	int in, out;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s%s", dir, file);
+	in = open(path, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		die("open %s", path);
+	out = openat(tmpfs, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (out < 0)
+		die("create %s in the tmpfs", name);
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, n) != n)
+			die("write %s", name);
+	if (n < 0)
+		die("read %s", path);
+	if (write(out, line, strlen(line)) != (ssize_t)strlen(line))
+		die("write %s", name);
+	close(in);
+	close(out);
+}
+
+/* Binds NAME of the detached TMPFS read-only over FILE in the new root. */
+static void bind_file(int rootfd, int tmpfs, const char *name, const char *file)
+{
+	struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY | KERNFS_ATTRS };
+	int copy = syscall(SYS_open_tree, tmpfs, name, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+	struct open_how how = {
+		.flags = O_PATH | O_CLOEXEC,
+		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	int target;
+
+	if (copy < 0)
+		die("open_tree %s", name);
+	if (syscall(SYS_mount_setattr, copy, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
+		die("mount_setattr %s", name);
+	target = syscall(SYS_openat2, rootfd, file, &how, sizeof(how));
+	if (target < 0)
+		die("openat2 %s inside the root", file);
+	if (syscall(SYS_move_mount, copy, "", target, "",
+		    MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+		die("move_mount %s", file);
+	close(target);
+	close(copy);
+}
+
+static void bind_identity(int rootfd, const char *dir, const char *pw_line,
+			  const char *gr_line)
+{
+	int fs = syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC), tmpfs;
+
+	if (fs < 0)
+		die("fsopen tmpfs");
+	if (syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+		die("fsconfig");
+	tmpfs = syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, KERNFS_ATTRS);
+	if (tmpfs < 0)
+		die("fsmount");
+	close(fs);
+	write_merged(tmpfs, dir, "/etc/passwd", "passwd", pw_line);
+	write_merged(tmpfs, dir, "/etc/group", "group", gr_line);
+	bind_file(rootfd, tmpfs, "passwd", "/etc/passwd");
+	bind_file(rootfd, tmpfs, "group", "/etc/group");
+	close(tmpfs);
+}
+#endif
+
 #ifdef SETUID
 static void drop_privileges(uid_t uid, gid_t gid)
 {
@@ -168,6 +246,11 @@ int main(int argc, char **argv)
 	gid_t gid = getgid();
 	char cwd[4096];
 	int sep, i, rootfd;
+#ifdef FAIR
+	char pw_line[1024], gr_line[1024];
+	struct passwd *pw;
+	struct group *gr;
+#endif
 
 	for (sep = 2; sep < argc && strcmp(argv[sep], "--") != 0; sep++)
 		;
@@ -177,6 +260,19 @@ int main(int argc, char **argv)
 	}
 	if (!getcwd(cwd, sizeof(cwd)))
 		die("getcwd");
+#ifdef FAIR
+	errno = ENOENT;
+	pw = getpwuid(uid);
+	if (!pw)
+		die("getpwuid %u", uid);
+	snprintf(pw_line, sizeof(pw_line), "%s:x:%u:%u:%s:%s:%s\n", pw->pw_name,
+		 pw->pw_uid, pw->pw_gid, pw->pw_gecos, pw->pw_dir, pw->pw_shell);
+	errno = ENOENT;
+	gr = getgrgid(gid);
+	if (!gr)
+		die("getgrgid %u", gid);
+	snprintf(gr_line, sizeof(gr_line), "%s:x:%u:\n", gr->gr_name, gr->gr_gid);
+#endif
 
 #ifdef SETUID
 	if (unshare(CLONE_NEWNS) < 0)
@@ -194,6 +290,9 @@ int main(int argc, char **argv)
 			    strcmp(argv[i], "/dev") == 0 ? DEV_ATTRS : VOLUME_ATTRS);
 	bind_volume(rootfd, "/proc", KERNFS_ATTRS);
 	bind_volume(rootfd, "/sys", KERNFS_ATTRS);
+#ifdef FAIR
+	bind_identity(rootfd, argv[1], pw_line, gr_line);
+#endif
 	switch_root(rootfd, cwd);
 	close(rootfd);
 

@@ -162,15 +162,17 @@ def ms(seconds):
 # --- tables --------------------------------------------------------------------
 
 
-def table(results, reference):
-    """Every command of a section with its spread and its ratio to REFERENCE."""
-    ref = result(results, reference)["median"]
-    lines = [f"| command | median | mean ± σ | min | runs | × {reference} |",
-             "|---|--:|--:|--:|--:|--:|"]
+def table(results, reference, also=()):
+    """Every command of a section with its spread and its ratio to REFERENCE,
+    and to each of ALSO in further columns (e.g. the plain and the fair floor)."""
+    refs = [(name, result(results, name)["median"]) for name in [reference, *also]]
+    lines = ["| command | median | mean ± σ | min | runs |" + "".join(f" × {n} |" for n, _ in refs),
+             "|---|--:|--:|--:|--:|" + "--:|" * len(refs)]
     for r in results.values():
         lines.append(f"| {r['command']} | {ms(r['median']):.2f} ms "
                      f"| {ms(r['mean']):.2f} ± {ms(r['stddev']):.2f} ms "
-                     f"| {ms(r['min']):.2f} ms | {r['runs']} | {r['median'] / ref:.2f} |")
+                     f"| {ms(r['min']):.2f} ms | {r['runs']} |"
+                     + "".join(f" {r['median'] / v:.2f} |" for _, v in refs))
     return lines
 
 
@@ -404,6 +406,7 @@ def main(argv):
     s = sub.add_parser("table", help="a section's commands with their ratio to one of them")
     s.add_argument("section")
     s.add_argument("reference")
+    s.add_argument("--also", nargs="+", default=[], help="further references, a ratio column each")
 
     s = sub.add_parser("scaling", help="a pivot of NAME @COUNT commands and the cost per unit")
     s.add_argument("section")
@@ -462,7 +465,7 @@ def main(argv):
             json.dump(pooled, f, indent=2)
             f.write("\n")
     elif a.cmd == "table":
-        emit(table(load_results(a.section), a.reference))
+        emit(table(load_results(a.section), a.reference, a.also))
     elif a.cmd == "scaling":
         emit(scaling(load_results(a.section), a.unit, a.counts, a.columns))
     elif a.cmd == "linking":

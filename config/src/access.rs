@@ -2,7 +2,9 @@
 //! the same way under every backend so that behaviour never depends on the
 //! kernel. Root may always use every distro.
 
-use nix::unistd::{Gid, Group, Uid, User};
+use nix::unistd::{Gid, Uid};
+
+use crate::nss;
 
 use crate::{Distro, Error};
 
@@ -26,17 +28,16 @@ pub fn check(name: &str, distro: &Distro, caller: &Caller) -> Result<(), Error> 
     if caller.uid.is_root() || (distro.users.is_none() && distro.groups.is_none()) {
         return Ok(());
     }
-    let user = User::from_uid(caller.uid).ok().flatten();
-    let user_name = user.as_ref().map(|u| u.name.clone());
+    let user_name =
+        nss::user_by_uid(caller.uid.as_raw()).map(|u| String::from_utf8_lossy(&u.name).into_owned());
     let by_user = match (&distro.users, &user_name) {
         (Some(users), Some(me)) => users.iter().any(|u| u == me),
         _ => false,
     };
-    let by_group = distro
-        .groups
-        .iter()
-        .flatten()
-        .any(|g| matches!(Group::from_name(g), Ok(Some(group)) if caller.in_group(group.gid)));
+    let by_group =
+        distro.groups.iter().flatten().any(
+            |g| matches!(nss::group_by_name(g), Some(group) if caller.in_group(Gid::from_raw(group.gid))),
+        );
     if by_user || by_group {
         Ok(())
     } else {

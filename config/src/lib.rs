@@ -10,6 +10,7 @@ pub mod handoff;
 pub mod libconfig;
 pub mod load;
 pub mod name;
+pub mod nss;
 pub mod paths;
 pub mod plan;
 pub mod schema;

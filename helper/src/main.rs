@@ -15,6 +15,7 @@
 #![no_main]
 
 mod envfd;
+mod nss;
 mod privs;
 
 use std::convert::Infallible;
@@ -46,6 +47,9 @@ fn run() -> Result<Infallible, Error> {
     // 1. Check the privilege and pin it as explicit state; become
     //    undumpable; from here on act as the caller, no capability in effect.
     let privileged = Privileged::acquire()?;
+    //    What the host's files do not answer about users and groups, NSS
+    //    answers through getent run as nobody, never as the caller.
+    distrorun_config::nss::set_runner(nss::getent_as_nobody);
     // 2. Forget the environment the caller gave this process, and never let
     //    a closed 0, 1 or 2 turn a file opened later into stderr.
     sys::clear_own_environment().map_err(|e| Error::sys("clear the helper's own environment", e))?;

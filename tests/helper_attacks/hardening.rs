@@ -15,11 +15,6 @@ use nix::sys::memfd::{memfd_create, MFdFlags};
 
 use super::*;
 
-/// A user and a group that only libnss-extrausers knows, set up by
-/// `ci/test-setup`: not in /etc/passwd or /etc/group.
-const EXTRA_USER: &str = "distrorun-extra";
-const EXTRA_GROUP: &str = "distrorun-xg";
-
 /// Runs the helper as the test user with the descriptor `env` on fd 3.
 fn helper_with_fd(env: OwnedFd, args: &[&str]) -> Output {
     let mut cmd = helper_args(args).command();
@@ -176,18 +171,6 @@ fn assert_extra_user_admitted(d: &TestDistro) {
         out.assert_ok();
         assert_eq!(out.stdout_str().trim(), user_ids(EXTRA_USER).0.to_string(), "{}", out.report());
     }
-}
-
-fn require_extra_user() {
-    let passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
-    assert!(
-        !passwd.lines().any(|l| l.starts_with(&format!("{EXTRA_USER}:"))),
-        "{EXTRA_USER} must be known only to libnss-extrausers, not /etc/passwd"
-    );
-    assert!(
-        nix::unistd::User::from_name(EXTRA_USER).ok().flatten().is_some(),
-        "{EXTRA_USER} is unknown: ci/test-setup installs libnss-extrausers and adds it"
-    );
 }
 
 #[test]

@@ -324,6 +324,35 @@ pub fn in_child(probe: impl FnOnce() -> bool) -> Result<bool, Errno> {
     }
 }
 
+/// Runs `cmd` to its end as `uid` and `gid` with no supplementary group,
+/// and so, once the ids are switched, with no capability at all: for a
+/// program the setuid helper runs on nobody's behalf, which the caller can
+/// then neither trace nor signal. Needs `CAP_SETUID` and `CAP_SETGID` in the
+/// permitted set; the parent's own state is untouched.
+pub fn output_as(
+    cmd: &mut std::process::Command,
+    uid: u32,
+    gid: u32,
+) -> std::io::Result<std::process::Output> {
+    use std::os::unix::process::CommandExt;
+    require_single_thread().map_err(std::io::Error::from)?;
+    let switch = move || -> std::io::Result<()> {
+        let sets = capget()?;
+        capset(CapSets { effective: cap_bit(CAP_SETUID) | cap_bit(CAP_SETGID), ..sets })?;
+        nix::unistd::setgroups(&[])?;
+        let (u, g) = (nix::unistd::Uid::from_raw(uid), nix::unistd::Gid::from_raw(gid));
+        nix::unistd::setresgid(g, g, g)?;
+        nix::unistd::setresuid(u, u, u)?;
+        Ok(())
+    };
+    // SAFETY: the process has a single thread (checked above), so the
+    // forked child holds no lock another thread could own; the closure only
+    // makes system calls (capget, capset, setgroups, setresgid, setresuid)
+    // and touches no state shared with the parent.
+    unsafe { cmd.pre_exec(switch) };
+    cmd.output()
+}
+
 /// SIGPIPE's disposition as the process was started with it, recorded by
 /// [`RECORD_SIGPIPE`] before Rust's runtime sets it to "ignore". An ignored
 /// signal stays ignored across execve, so without restoring it the command
@@ -542,6 +571,89 @@ impl Drop for Waiting {
         // Not released: closing the pipe makes the child exit unrun; reap it.
         if self.go.take().is_some() {
             let _ = self.wait();
+        }
+    }
+}
+
+/// A descriptor that names process `pid` for as long as it is held, so that
+/// what is learned about it cannot silently come from a later process that
+/// reused the number.
+pub fn pidfd_open(pid: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: pidfd_open takes a number and flags and returns a new
+    // descriptor or -1; no memory is passed.
+    let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    let fd = RawFd::try_from(fd).map_err(|_| Errno::EBADF)?;
+    // SAFETY: the kernel just returned this descriptor, and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Whether the process a pidfd names is still alive (signal 0 sends nothing).
+pub fn pidfd_alive(pidfd: BorrowedFd) -> bool {
+    // SAFETY: signal 0 with no siginfo only checks that the process exists
+    // and may be signalled; the descriptor is borrowed, so it stays open.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            0,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    ret == 0
+}
+
+/// Starts a process that outlives this one and is not its child: a child
+/// starts a new session, forks `work` there and exits at once, so the
+/// command this process becomes never sees a child it did not start, and
+/// the terminal's signals never reach `work`. `work` gets the write end of
+/// a pipe whose read end is returned, every other descriptor closed, its
+/// standard streams on /dev/null and `/` as its directory; it must not
+/// return. Refused with EBUSY in a process with more than one thread.
+pub fn spawn_detached(work: impl FnOnce(OwnedFd)) -> Result<OwnedFd, Errno> {
+    require_single_thread()?;
+    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    // SAFETY: single-threaded (checked above), so the child is a faithful
+    // copy with no lock held by another thread; both forked processes leave
+    // only through `_exit`, never returning into the caller's code.
+    match unsafe { nix::unistd::fork() }? {
+        ForkResult::Child => {
+            drop(read_end);
+            let forked = nix::unistd::setsid().and_then(|_| {
+                // SAFETY: as above; this process is still single-threaded.
+                unsafe { nix::unistd::fork() }
+            });
+            if let Ok(ForkResult::Child) = forked {
+                let kept = write_end.as_raw_fd();
+                // SAFETY: close_range only closes descriptors; the ranges
+                // leave out 0-2 and the pipe that `work` is handed.
+                unsafe {
+                    if kept > 3 {
+                        libc::syscall(libc::SYS_close_range, 3, kept - 1, 0);
+                    }
+                    libc::syscall(libc::SYS_close_range, kept + 1, u32::MAX, 0);
+                }
+                let quiet =
+                    nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDWR, nix::sys::stat::Mode::empty());
+                if let Ok(null) = quiet {
+                    // Kept open for good: it may itself be 0, 1 or 2.
+                    let null = std::os::fd::IntoRawFd::into_raw_fd(null);
+                    for fd in 0..3 {
+                        // SAFETY: dup2 onto the standard descriptors, which
+                        // this process owns; /dev/null stays open meanwhile.
+                        unsafe { libc::dup2(null, fd) };
+                    }
+                }
+                let _ = nix::unistd::chdir("/");
+                work(write_end);
+            }
+            // SAFETY: `_exit` ends a forked child at once, as it must.
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => {
+            drop(write_end);
+            while let Err(Errno::EINTR) = waitpid(child, None) {}
+            Ok(read_end)
         }
     }
 }

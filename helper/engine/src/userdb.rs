@@ -16,9 +16,9 @@ use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use distrorun_config::nss;
 use distrorun_config::plan::IDENTITY_FILES;
 use distrorun_config::userdb::{self, GroupEntry, Limits, Merged, PasswdEntry};
 use distrorun_config::{Attrs, Plan, UserDb};
@@ -26,7 +26,7 @@ use nix::errno::Errno;
 use nix::fcntl::{openat, openat2, OFlag, OpenHow, ResolveFlag, AT_FDCWD};
 use nix::mount::{umount2, MntFlags};
 use nix::sys::stat::{fstat, Mode, SFlag};
-use nix::unistd::{Gid, Group, Uid, User};
+use nix::unistd::{Gid, Uid};
 
 use crate::{mount, sys, Error, Log};
 
@@ -146,51 +146,27 @@ fn caller_from_nss(
     known_inside: impl Fn(Gid) -> bool,
 ) -> Option<(PasswdEntry, Vec<GroupEntry>)> {
     let uid = lookup.uid;
-    let user = match User::from_uid(uid) {
-        Ok(Some(user)) => user,
-        Ok(None) => {
-            log.step(format_args!("user_db {tag}: the host knows no user with uid {uid}; nothing to add"));
-            return None;
-        }
-        Err(e) => {
-            log.step(format_args!(
-                "user_db {tag}: cannot look up uid {uid} on the host: {}; nothing to add",
-                e.desc()
-            ));
-            return None;
-        }
+    let Some(me) = nss::user_by_uid(uid.as_raw()) else {
+        log.step(format_args!("user_db {tag}: the host knows no user with uid {uid}; nothing to add"));
+        return None;
     };
-    let me = PasswdEntry {
-        name: user.name.clone().into_bytes(),
-        passwd: b"x".to_vec(),
-        uid: user.uid.as_raw(),
-        gid: user.gid.as_raw(),
-        gecos: user.gecos.as_bytes().to_vec(),
-        dir: user.dir.as_os_str().as_bytes().to_vec(),
-        shell: user.shell.as_os_str().as_bytes().to_vec(),
-    };
+    let me = PasswdEntry { passwd: b"x".to_vec(), ..me };
     // The groups the command will hold, as the kernel has them: the real
     // gid (after newgrp not the passwd one) and the supplementary groups.
     // Asking the kernel rather than getgrouplist spares walking every NSS
     // module, which loads each one, when the files already name them all.
     // Each id is asked once: the real gid is usually the passwd one too,
     // and among the supplementary groups.
-    let mut groups = Vec::with_capacity(lookup.groups.len() + 2);
     let mut asked = Vec::with_capacity(lookup.groups.len() + 2);
-    for gid in [lookup.gid, user.gid].into_iter().chain(lookup.groups.iter().copied()) {
-        if asked.contains(&gid) || known_inside(gid) {
-            continue;
-        }
-        asked.push(gid);
-        if let Ok(Some(g)) = Group::from_gid(gid) {
-            groups.push(GroupEntry {
-                name: g.name.into_bytes(),
-                passwd: b"x".to_vec(),
-                gid: g.gid.as_raw(),
-                members: vec![],
-            });
+    for gid in [lookup.gid.as_raw(), me.gid].into_iter().chain(lookup.groups.iter().map(|g| g.as_raw())) {
+        if !asked.contains(&gid) && !known_inside(Gid::from_raw(gid)) {
+            asked.push(gid);
         }
     }
+    let groups = nss::groups_by_gid(&asked)
+        .into_iter()
+        .map(|g| GroupEntry { passwd: b"x".to_vec(), members: vec![], ..g })
+        .collect();
     Some((me, groups))
 }
 
@@ -278,9 +254,8 @@ fn read_checked(fd: OwnedFd, shown: &Path, lookup: &Lookup) -> Result<Vec<u8>, E
 
 /// Binds the prepared files over `/etc/passwd` and `/etc/group` in the new
 /// root. Needs the right to mount; `root` names the attached new root.
-/// One file at a time, each from a tmpfs of its own, so that the step needs
-/// no more descriptors at once than binding a volume does: the tmpfs and
-/// the copy of its file, then the copy and its mount point.
+/// Both files live in one tmpfs; at most three descriptors are open at
+/// once (the tmpfs and the two copies), as many as binding a volume takes.
 pub fn install(plan: &Plan, root: &OwnedFd, prepared: &Prepared, log: Log) -> Result<(), Error> {
     let fail = |what: &str, e: Errno| {
         let err = Error::sys(format!("{what} for the identity files of distro {}", plan.distro), e);
@@ -289,10 +264,11 @@ pub fn install(plan: &Plan, root: &OwnedFd, prepared: &Prepared, log: Log) -> Re
             None => err,
         }
     };
-    let files = [(IDENTITY_FILES[0], &prepared.merged.passwd), (IDENTITY_FILES[1], &prepared.merged.group)];
-    for (inside, contents) in files {
-        let copy = private_copy(inside, contents, root, prepared.via_etc)
-            .map_err(|e| fail(&format!("provide {inside}"), e))?;
+    let files =
+        [(IDENTITY_FILES[0], &prepared.merged.passwd[..]), (IDENTITY_FILES[1], &prepared.merged.group[..])];
+    let copies = private_copies(&files, root, prepared.via_etc)
+        .map_err(|e| fail("provide /etc/passwd and /etc/group", e))?;
+    for ((inside, _), copy) in files.iter().zip(copies) {
         mount::set_attrs(&copy, Attrs { read_only: true, nosuid: true, nodev: true, noexec: true })
             .map_err(|e| fail(&format!("make {inside} read-only"), e))?;
         let target = mount::open_target(root, Path::new(inside)).map_err(|e| {
@@ -310,17 +286,21 @@ pub fn install(plan: &Plan, root: &OwnedFd, prepared: &Prepared, log: Log) -> Re
     Ok(())
 }
 
-/// A detached bind of a file holding `contents`, in a tmpfs that is
-/// attached nowhere, so that nobody else can reach it.
-fn private_copy(inside: &str, contents: &[u8], root: &OwnedFd, via_etc: bool) -> Result<OwnedFd, Errno> {
+/// Detached binds of files holding the given contents, all in one tmpfs
+/// that is attached nowhere, so that nobody else can reach them.
+fn private_copies(files: &[(&str, &[u8]); 2], root: &OwnedFd, via_etc: bool) -> Result<[OwnedFd; 2], Errno> {
     let tmpfs = {
         let fs = sys::fsopen(c"tmpfs")?;
         sys::fsconfig_create(fs.as_fd())?;
         sys::fsmount(fs.as_fd(), sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC)?
     };
-    let name = CString::new(inside.trim_start_matches("/etc/")).map_err(|_| Errno::EINVAL)?;
-    write_file(&tmpfs, &name, contents)?;
-    clone_file(&tmpfs, &name, root, via_etc)
+    let mut names = Vec::with_capacity(2);
+    for (inside, contents) in files {
+        let name = CString::new(inside.trim_start_matches("/etc/")).map_err(|_| Errno::EINVAL)?;
+        write_file(&tmpfs, &name, contents)?;
+        names.push(name);
+    }
+    clone_files(&tmpfs, [&names[0], &names[1]], root, via_etc)
 }
 
 fn write_file(dir: &OwnedFd, name: &CStr, contents: &[u8]) -> Result<(), Errno> {
@@ -333,26 +313,37 @@ fn write_file(dir: &OwnedFd, name: &CStr, contents: &[u8]) -> Result<(), Errno> 
     File::from(fd).write_all(contents).map_err(|e| e.raw_os_error().map_or(Errno::EIO, Errno::from_raw))
 }
 
-/// A bind of the file `name` of the detached tmpfs. Kernels before 6.15
+/// Binds of the files `names` of the detached tmpfs. Kernels before 6.15
 /// refuse to clone from a mount that is in no namespace (EINVAL); there the
 /// tmpfs is attached for a moment on the new root's `/etc`, which it hides
-/// only until it is detached again, right after the copy.
-fn clone_file(tmpfs: &OwnedFd, name: &CStr, root: &OwnedFd, via_etc: bool) -> Result<OwnedFd, Errno> {
+/// only until it is detached again, right after the copies.
+fn clone_files(
+    tmpfs: &OwnedFd,
+    names: [&CStr; 2],
+    root: &OwnedFd,
+    via_etc: bool,
+) -> Result<[OwnedFd; 2], Errno> {
     let flags = sys::OPEN_TREE_CLONE | sys::OPEN_TREE_CLOEXEC;
+    let clone_both = || -> Result<[OwnedFd; 2], Errno> {
+        Ok([
+            sys::open_tree_at(tmpfs.as_fd(), names[0], flags)?,
+            sys::open_tree_at(tmpfs.as_fd(), names[1], flags)?,
+        ])
+    };
     if !via_etc {
-        match sys::open_tree_at(tmpfs.as_fd(), name, flags) {
+        match clone_both() {
             Err(Errno::EINVAL) => {}
             other => return other,
         }
     }
     mount::attach(tmpfs, &mount::open_target(root, Path::new("/etc"))?)?;
-    let copy = sys::open_tree_at(tmpfs.as_fd(), name, flags);
+    let copies = clone_both();
     // The descriptor now names the attached tmpfs; /proc/self/fd leads
     // umount2 to exactly that mount.
     let detached = umount2(format!("/proc/self/fd/{}", tmpfs.as_raw_fd()).as_str(), MntFlags::MNT_DETACH);
-    let copy = copy?;
+    let copies = copies?;
     detached?;
-    Ok(copy)
+    Ok(copies)
 }
 
 #[cfg(test)]

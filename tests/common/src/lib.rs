@@ -39,6 +39,10 @@ pub const GUEST_SUITE_FILE: &str = "/var/cache/distrorun-test/guest.suite";
 pub const USER: &str = "distrorun-test";
 pub const OTHER_USER: &str = "distrorun-other";
 pub const GROUP: &str = "distrorun-tg";
+/// A user and a group that only libnss-extrausers knows, set up by
+/// `ci/test-setup`: not in /etc/passwd or /etc/group.
+pub const EXTRA_USER: &str = "distrorun-extra";
+pub const EXTRA_GROUP: &str = "distrorun-xg";
 pub const STANDARD_VOLUMES: &str = r#"["/dev", "/home", "/tmp", "/run"]"#;
 
 /// Longest a single run may take before the test fails instead of hanging.
@@ -159,4 +163,17 @@ macro_rules! per_backend {
             )*
         }
     };
+}
+
+/// Fails unless `EXTRA_USER` is known to NSS but not to /etc/passwd.
+pub fn require_extra_user() {
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
+    assert!(
+        !passwd.lines().any(|l| l.starts_with(&format!("{EXTRA_USER}:"))),
+        "{EXTRA_USER} must be known only to libnss-extrausers, not /etc/passwd"
+    );
+    assert!(
+        nix::unistd::User::from_name(EXTRA_USER).ok().flatten().is_some(),
+        "{EXTRA_USER} is unknown: ci/test-setup installs libnss-extrausers and adds it"
+    );
 }
