@@ -49,7 +49,8 @@ pub struct Options {
     /// print the version and the compiled-in paths
     #[argh(switch)]
     pub version: bool,
-    /// create the per-user distro NAME from --tarball FILE, --oci PATH or --debian SUITE
+    /// create the per-user distro NAME from --tarball FILE, --oci PATH,
+    /// --image REF or --debian SUITE
     #[argh(option, arg_name = "NAME")]
     pub create: Option<String>,
     /// with --create: a rootfs tarball, plain, gzip, xz or zstd
@@ -62,6 +63,18 @@ pub struct Options {
     /// with --oci: the image to take, where there are several
     #[argh(option, arg_name = "TAG")]
     pub tag: Option<String>,
+    /// with --create: an image from a container registry, as podman names
+    /// it (registry/repo:tag, repo:tag, repo@sha256:...)
+    #[argh(option, arg_name = "REF")]
+    pub image: Option<String>,
+    /// with --image or --update: allow plain HTTP and a certificate that
+    /// does not verify
+    #[argh(switch)]
+    pub insecure_registry: bool,
+    /// pull the image distro NAME was made from again, and swap in the new
+    /// tree if it changed
+    #[argh(option, arg_name = "NAME")]
+    pub update: Option<String>,
     /// with --create: build a Debian or derivative SUITE with mmdebstrap
     #[argh(option, arg_name = "SUITE")]
     pub debian: Option<String>,
@@ -150,6 +163,8 @@ const TAKES_VALUE: &[&str] = &[
     "--tarball",
     "--oci",
     "--tag",
+    "--image",
+    "--update",
     "--debian",
     "--mirror",
     "--include",
@@ -225,6 +240,12 @@ fn query(opts: &Options, split: &args::Split) -> Option<Result<Parsed, Error>> {
 /// and no command.
 fn lifecycle(opts: &Options, split: &args::Split) -> Result<Option<Parsed>, Error> {
     let stray = split.name.is_some() || !split.command.is_empty();
+    if let Some(parsed) = crate::create::update::parse(opts, stray)? {
+        return Ok(Some(parsed));
+    }
+    if opts.insecure_registry && opts.image.is_none() {
+        return Err(Error::Usage("--insecure-registry goes with --image REF or --update NAME".into()));
+    }
     match (&opts.create, &opts.remove) {
         (Some(_), Some(_)) => Err(Error::Usage("--create and --remove cannot be combined".into())),
         (Some(name), None) => {
@@ -239,24 +260,28 @@ fn lifecycle(opts: &Options, split: &args::Split) -> Result<Option<Parsed>, Erro
             if (opts.mirror.is_some() || opts.include.is_some()) && opts.debian.is_none() {
                 return Err(Error::Usage("--mirror and --include go with --debian SUITE".into()));
             }
-            let source = match (&opts.tarball, &opts.oci, &opts.debian) {
-                (Some(file), None, None) => crate::create::Source::Tarball(file.clone()),
-                (None, Some(path), None) => {
+            let source = match (&opts.tarball, &opts.oci, &opts.debian, &opts.image) {
+                (Some(file), None, None, None) => crate::create::Source::Tarball(file.clone()),
+                (None, Some(path), None, None) => {
                     crate::create::Source::Oci { path: path.clone(), tag: opts.tag.clone() }
                 }
-                (None, None, Some(suite)) => crate::create::Source::Debian(crate::create::debian::Debian {
+                (None, None, Some(suite), None) => crate::create::Source::Debian(crate::create::debian::Debian {
                     suite: suite.clone(),
                     mirror: opts.mirror.clone(),
                     include: opts.include.clone(),
                 }),
-                (None, None, None) => {
+                (None, None, None, Some(reference)) => crate::create::Source::Image {
+                    reference: reference.clone(),
+                    insecure: opts.insecure_registry,
+                },
+                (None, None, None, None) => {
                     return Err(Error::Usage(format!(
-                        "--create {name} needs a source: --tarball FILE, --oci PATH or --debian SUITE"
+                        "--create {name} needs a source: --tarball FILE, --oci PATH, --image REF or --debian SUITE"
                     )))
                 }
                 _ => {
                     return Err(Error::Usage(format!(
-                        "--create {name} takes one source: --tarball, --oci or --debian"
+                        "--create {name} takes one source: --tarball, --oci, --image or --debian"
                     )))
                 }
             };
@@ -266,6 +291,7 @@ fn lifecycle(opts: &Options, split: &args::Split) -> Result<Option<Parsed>, Erro
                 quiet: opts.quiet,
                 system: opts.system,
                 state_dir: opts.state_dir.clone(),
+                update: false,
             })))
         }
         (None, Some(name)) => {
@@ -280,12 +306,14 @@ fn lifecycle(opts: &Options, split: &args::Split) -> Result<Option<Parsed>, Erro
             if opts.tarball.is_some()
                 || opts.oci.is_some()
                 || opts.tag.is_some()
+                || opts.image.is_some()
                 || opts.debian.is_some()
                 || opts.mirror.is_some()
                 || opts.include.is_some() =>
         {
             Err(Error::Usage(
-                "--tarball, --oci, --tag, --debian, --mirror and --include go with --create NAME".into(),
+                "--tarball, --oci, --tag, --image, --debian, --mirror and --include go with --create NAME"
+                    .into(),
             ))
         }
         (None, None) if opts.yes => Err(Error::Usage("--yes goes with --remove NAME".into())),

@@ -10,6 +10,7 @@ mod create;
 mod doctor;
 mod export;
 mod info;
+mod registry;
 mod remove;
 mod run;
 mod subids;

@@ -9,8 +9,10 @@
 
 pub mod debian;
 pub mod oci;
+pub mod source;
 pub mod tarball;
 pub mod unpack;
+pub mod update;
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
@@ -45,6 +47,8 @@ pub struct CreateArgs {
     pub system: bool,
     /// With `system`: where the tree goes instead of [`SYSTEM_STATE_DIR`].
     pub state_dir: Option<PathBuf>,
+    /// `--update`: the distro exists, and its tree is replaced.
+    pub update: bool,
 }
 
 /// Where `--system` puts trees unless `--state-dir` says otherwise.
@@ -53,14 +57,27 @@ pub const SYSTEM_STATE_DIR: &str = "/var/lib/distrorun";
 #[derive(Debug, Clone)]
 pub enum Source {
     Tarball(PathBuf),
-    Oci { path: PathBuf, tag: Option<String> },
+    Oci {
+        path: PathBuf,
+        tag: Option<String>,
+    },
     Debian(debian::Debian),
+    /// `--image REF`, from a registry; plain HTTP and unverified
+    /// certificates only with `insecure`.
+    Image {
+        reference: String,
+        insecure: bool,
+    },
+    /// `--update`: the image the distro's config names.
+    Update {
+        insecure: bool,
+    },
 }
 
 /// A source, opened as the caller before anything is written.
 enum Opened {
     Tarball { input: std::fs::File, size: u64, what: String },
-    Oci(oci::Image),
+    Image { image: Arc<dyn source::ImageSource>, what: String, origin: Option<crate::registry::Origin> },
     Debian(debian::Running),
 }
 
@@ -72,15 +89,27 @@ impl Opened {
                 let size = input.metadata().map_or(0, |m| m.len());
                 Ok(Opened::Tarball { input, size, what: format!("the tarball {}", file.display()) })
             }
-            Source::Oci { path, tag } => Ok(Opened::Oci(oci::Image::open(path, tag.as_deref())?)),
+            Source::Oci { path, tag } => {
+                let image = oci::Image::open(path, tag.as_deref())?;
+                Ok(Opened::Image { what: image.what.clone(), image: Arc::new(image), origin: None })
+            }
+            Source::Image { reference, insecure } => {
+                let remote = crate::registry::Remote::open(reference, *insecure)?;
+                let origin = crate::registry::Origin {
+                    reference: remote.reference.to_string(),
+                    digest: remote.digest.clone(),
+                };
+                Ok(Opened::Image { what: remote.pinned(), image: Arc::new(remote), origin: Some(origin) })
+            }
             Source::Debian(suite) => Ok(Opened::Debian(suite.start(quiet, system)?)),
+            Source::Update { .. } => Err(Error::msg("--update reads its image from the config")),
         }
     }
 
     fn what(&self) -> &str {
         match self {
             Opened::Tarball { what, .. } => what,
-            Opened::Oci(image) => &image.what,
+            Opened::Image { what, .. } => what,
             Opened::Debian(running) => &running.what,
         }
     }
@@ -145,10 +174,11 @@ pub fn create(args: &CreateArgs, caller: &Caller) -> Result<(), Error> {
             Error::msg("cannot tell where per-user configs go: neither XDG_CONFIG_HOME nor HOME is set")
         })?
     };
+    let previous = if args.update { Some(update::previous(name, &config_dir, args.system)?) } else { None };
     for conf in
         [paths::system_config_dir().join(format!("{name}.conf")), config_dir.join(format!("{name}.conf"))]
     {
-        if conf.symlink_metadata().is_ok() {
+        if previous.is_none() && conf.symlink_metadata().is_ok() {
             return Err(Error::msg(format!("distro {name} already exists: {}", conf.display()))
                 .with_hint(format!("choose another name, or remove it first (distrorun --remove {name})")));
         }
@@ -165,8 +195,24 @@ pub fn create(args: &CreateArgs, caller: &Caller) -> Result<(), Error> {
     // Root writes a system distro with the real ids; a user's goes through
     // the keep-id mapping.
     let ids = if args.system { None } else { Some(crate::subids::keep_id(caller)?) };
-    let opened = Opened::open(&args.source, args.quiet, args.system)?;
+    let source = match (&args.source, &previous) {
+        (Source::Update { insecure }, Some(p)) => {
+            Source::Image { reference: p.origin.reference.clone(), insecure: *insecure }
+        }
+        (source, _) => source.clone(),
+    };
+    let opened = Opened::open(&source, args.quiet, args.system)?;
     let what = opened.what().to_owned();
+    let origin = match &opened {
+        Opened::Image { origin, .. } => origin.clone(),
+        _ => None,
+    };
+    if let Some(previous) = &previous {
+        if update::up_to_date(name, previous, origin.as_ref(), args.quiet) {
+            return Ok(());
+        }
+        update::check_tree(name, previous, &data)?;
+    }
     for dir in [&data, &config_dir] {
         std::fs::create_dir_all(dir).map_err(|e| {
             Error::msg(format!("cannot create {}: {}", dir.display(), tarball::errno_text(&e)))
@@ -179,7 +225,11 @@ pub fn create(args: &CreateArgs, caller: &Caller) -> Result<(), Error> {
     }
 
     let partial = partial_name(name);
-    clean_leftovers(&data_fd, &data, name, &partial)?;
+    if previous.is_some() {
+        update::clean_leftovers(&data_fd, &data, name)?;
+    } else {
+        clean_leftovers(&data_fd, &data, name, &partial)?;
+    }
     mkdirat(&data_fd, partial.as_os_str(), Mode::S_IRWXU)
         .map_err(|e| Error::sys(format!("create {}", data.join(&partial).display()), e))?;
     let root = openat(
@@ -204,13 +254,22 @@ pub fn create(args: &CreateArgs, caller: &Caller) -> Result<(), Error> {
             return Err(e);
         }
     };
+    let tree = data.join(name);
+    if let Some(previous) = &previous {
+        let config = Config { fd: &config_fd, dir: &config_dir, what: &what, origin: origin.as_ref() };
+        return update::swap(&data_fd, &data, name, &config, args.system, previous, &|| {
+            if !args.quiet {
+                summary(name, &tree, &stats, started, origin.as_ref());
+            }
+        });
+    }
     renameat2(&data_fd, partial.as_os_str(), &data_fd, name, RenameFlags::RENAME_NOREPLACE).map_err(|e| {
         Error::sys(format!("move the new tree into place at {}", data.join(name).display()), e)
     })?;
-    let tree = data.join(name);
-    write_config(&config_fd, &config_dir, name, &tree, &what, args.system)?;
+    let config = Config { fd: &config_fd, dir: &config_dir, what: &what, origin: origin.as_ref() };
+    write_config(&config, name, &tree, args.system, RenameFlags::RENAME_NOREPLACE)?;
     if !args.quiet {
-        summary(name, &tree, &stats, started);
+        summary(name, &tree, &stats, started, origin.as_ref());
     }
     Ok(())
 }
@@ -228,9 +287,9 @@ fn build(root: OwnedFd, opened: Opened, quiet: bool) -> Result<Stats, Error> {
             bar.clear();
             result
         }
-        Opened::Oci(image) => {
-            let mut bar = Bar::new(quiet, image.total_size());
-            let result = apply_layers(&mut unpacker, &image, &mut bar);
+        Opened::Image { image, .. } => {
+            let mut bar = source::ImageBar::new(quiet, &image.sizes());
+            let result = source::apply(&mut unpacker, &image, &mut bar);
             bar.clear();
             result
         }
@@ -274,21 +333,6 @@ fn unpack_mmdebstrap(
 
 fn running_died_of_sigpipe(err: &Error) -> bool {
     err.to_string().contains("signal: 13")
-}
-
-/// The image's layers in order, each checked against its digest once read.
-fn apply_layers(unpacker: &mut Unpacker, image: &oci::Image, bar: &mut Bar) -> Result<(), Error> {
-    for (n, layer) in image.layers.iter().enumerate() {
-        let what = format!("layer {} of {}", n + 1, image.what);
-        let mut checked = image.layer(layer)?;
-        {
-            let counted = CountingReader::new(&mut checked, bar.read_counter());
-            let (stream, _) = tarball::decompressed(counted, &what)?;
-            unpacker.unpack(stream, &what, Whiteouts::Apply, bar)?;
-        }
-        checked.verify(&image.what)?;
-    }
-    Ok(())
 }
 
 fn open_dir(dir: &Path) -> Result<OwnedFd, Error> {
@@ -379,14 +423,24 @@ fn trusted_root(data_fd: &OwnedFd, partial: &Path) -> Result<(), Error> {
     nix::sys::stat::fchmod(&root, Mode::from_bits_truncate(st.st_mode & 0o755)).map_err(fail)
 }
 
+/// Where the config goes, and what it says the distro was made from.
+pub struct Config<'a> {
+    pub fd: &'a OwnedFd,
+    pub dir: &'a Path,
+    pub what: &'a str,
+    pub origin: Option<&'a crate::registry::Origin>,
+}
+
+/// `placing` is `RENAME_NOREPLACE` for a new distro; `--update` replaces
+/// its config with an empty set.
 fn write_config(
-    config_fd: &OwnedFd,
-    config_dir: &Path,
+    config: &Config,
     name: &str,
     tree: &Path,
-    what: &str,
     system: bool,
+    placing: RenameFlags,
 ) -> Result<(), Error> {
+    let (config_fd, config_dir, what) = (config.fd, config.dir, config.what);
     let Some(dir) = tree.to_str().filter(|d| !d.contains(['\n', '"', '\\'])) else {
         return Err(Error::msg(format!(
             "cannot write a config for {}: the path has characters a config cannot hold",
@@ -395,6 +449,9 @@ fn write_config(
     };
     let mut text = String::new();
     let _ = writeln!(text, "// Made by `distrorun --create {name}` from {what}.");
+    if let Some(origin) = config.origin {
+        text.push_str(&origin.lines());
+    }
     if system {
         let _ =
             writeln!(text, "// A system distro: maintain it as root (`sudo distrorun {name} apt-get ...`).");
@@ -430,7 +487,7 @@ fn write_config(
         temp.as_str(),
         config_fd,
         OsStr::from_bytes(format!("{name}.conf").as_bytes()),
-        RenameFlags::RENAME_NOREPLACE,
+        placing,
     )
     .map_err(fail)
 }
@@ -439,9 +496,16 @@ const fn libc_eio() -> i32 {
     Errno::EIO as i32
 }
 
-fn summary(name: &str, tree: &Path, stats: &Stats, started: Instant) {
+fn summary(
+    name: &str,
+    tree: &Path,
+    stats: &Stats,
+    started: Instant,
+    origin: Option<&crate::registry::Origin>,
+) {
+    let from = origin.map(|o| format!(" from {} ({})", o.reference, o.digest)).unwrap_or_default();
     let mut line = format!(
-        "distrorun: created distro {name} in {}: {} entries, {} in {:.1} s",
+        "distrorun: created distro {name} in {}{from}: {} entries, {} in {:.1} s",
         tree.display(),
         stats.entries,
         human_bytes(stats.bytes),

@@ -91,6 +91,13 @@ pub struct Layer {
     size: Option<u64>,
 }
 
+impl Layer {
+    /// The blob's size, where the image says it.
+    pub fn size(&self) -> Option<u64> {
+        self.size
+    }
+}
+
 /// An image, resolved down to its layers, ready to be read.
 pub struct Image {
     store: Store,
@@ -119,11 +126,6 @@ impl Image {
             )));
         }
         Ok(image)
-    }
-
-    /// The sum of the layers' sizes, where the image says them.
-    pub fn total_size(&self) -> u64 {
-        self.layers.iter().filter_map(|l| l.size).sum()
     }
 
     /// A reader of layer `layer`'s blob that hashes what it reads.
