@@ -4,7 +4,7 @@
 # start on loopback, openssl for its certificate authority, htpasswd
 # (apache2-utils) for its password file, skopeo to push and umoci to build
 # the images. Sourced by ci/test-setup.
-ensure_packages docker-registry apache2-utils openssl skopeo umoci python3
+ensure_packages docker-registry apache2-utils openssl skopeo umoci python3 busybox-static
 
 # The package starts a registry of its own on port 5000; the tests need
 # none, and a machine running them should not serve one.

@@ -213,6 +213,7 @@ pub fn create(args: &CreateArgs, caller: &Caller) -> Result<(), Error> {
         }
         update::check_tree(name, previous, &data)?;
     }
+    let unused_old = if previous.is_some() { update::unused_old_trees(&data, name) } else { Vec::new() };
     for dir in [&data, &config_dir] {
         std::fs::create_dir_all(dir).map_err(|e| {
             Error::msg(format!("cannot create {}: {}", dir.display(), tarball::errno_text(&e)))
@@ -226,7 +227,7 @@ pub fn create(args: &CreateArgs, caller: &Caller) -> Result<(), Error> {
 
     let partial = partial_name(name);
     if previous.is_some() {
-        update::clean_leftovers(&data_fd, &data, name)?;
+        update::clean_leftovers(&data_fd, &data, name, &unused_old)?;
     } else {
         clean_leftovers(&data_fd, &data, name, &partial)?;
     }
@@ -257,10 +258,8 @@ pub fn create(args: &CreateArgs, caller: &Caller) -> Result<(), Error> {
     let tree = data.join(name);
     if let Some(previous) = &previous {
         let config = Config { fd: &config_fd, dir: &config_dir, what: &what, origin: origin.as_ref() };
-        return update::swap(&data_fd, &data, name, &config, args.system, previous, &|| {
-            if !args.quiet {
-                summary(name, &tree, &stats, started, origin.as_ref());
-            }
+        return update::swap(&data_fd, &data, name, &config, args.system, previous, args.quiet, &|| {
+            summary("rebuilt", name, &tree, &stats, started, None);
         });
     }
     renameat2(&data_fd, partial.as_os_str(), &data_fd, name, RenameFlags::RENAME_NOREPLACE).map_err(|e| {
@@ -269,7 +268,7 @@ pub fn create(args: &CreateArgs, caller: &Caller) -> Result<(), Error> {
     let config = Config { fd: &config_fd, dir: &config_dir, what: &what, origin: origin.as_ref() };
     write_config(&config, name, &tree, args.system, RenameFlags::RENAME_NOREPLACE)?;
     if !args.quiet {
-        summary(name, &tree, &stats, started, origin.as_ref());
+        summary("created", name, &tree, &stats, started, origin.as_ref());
     }
     Ok(())
 }
@@ -497,6 +496,7 @@ const fn libc_eio() -> i32 {
 }
 
 fn summary(
+    verb: &str,
     name: &str,
     tree: &Path,
     stats: &Stats,
@@ -505,7 +505,7 @@ fn summary(
 ) {
     let from = origin.map(|o| format!(" from {} ({})", o.reference, o.digest)).unwrap_or_default();
     let mut line = format!(
-        "distrorun: created distro {name} in {}{from}: {} entries, {} in {:.1} s",
+        "distrorun: {verb} distro {name} in {}{from}: {} entries, {} in {:.1} s",
         tree.display(),
         stats.entries,
         human_bytes(stats.bytes),

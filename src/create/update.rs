@@ -2,9 +2,12 @@
 //! reference again and, when its digest changed, gets the new tree built
 //! beside the old one (through the same create flow) and swapped in with
 //! one `renameat2(RENAME_EXCHANGE)`. A run in progress keeps the tree it
-//! started in: the old tree is deleted only once no process of the caller
-//! has it as its root, else kept under a hidden name that the next update
-//! deletes. A failed update changes nothing.
+//! started in: the old tree moves to a hidden name, and a later update
+//! deletes it once no process of the caller has it as its root. That is
+//! checked before entering the user namespace, where the caller's other
+//! runs, each in a namespace of its own, can no longer be looked at. No run
+//! can start in an old tree, so what is unused then stays unused. A failed
+//! update changes nothing.
 
 use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
@@ -83,28 +86,31 @@ fn old_prefix(name: &str) -> String {
     format!(".{name}.old.")
 }
 
-/// An interrupted update's `.NAME.partial`, and old trees no run uses any
-/// more.
-pub fn clean_leftovers(data_fd: &OwnedFd, data: &Path, name: &str) -> Result<(), Error> {
+/// Old trees of earlier updates that no run uses any more; looked at
+/// before entering the user namespace.
+pub fn unused_old_trees(data: &Path, name: &str) -> Vec<PathBuf> {
+    let prefix = old_prefix(name);
+    let Ok(entries) = std::fs::read_dir(data) else { return Vec::new() };
+    entries
+        .flatten()
+        .map(|e| PathBuf::from(e.file_name()))
+        .filter(|file| file.as_os_str().as_bytes().starts_with(prefix.as_bytes()))
+        .filter(|file| {
+            std::fs::symlink_metadata(data.join(file)).is_ok_and(|m| m.is_dir() && !in_use(m.dev(), m.ino()))
+        })
+        .collect()
+}
+
+/// An interrupted update's `.NAME.partial`, and the `unused` old trees.
+pub fn clean_leftovers(data_fd: &OwnedFd, data: &Path, name: &str, unused: &[PathBuf]) -> Result<(), Error> {
     let partial = partial_name(name);
     match fstatat(data_fd, partial.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(_) => remove::remove_leftover(data_fd, &partial, data)?,
         Err(Errno::ENOENT) => {}
         Err(e) => return Err(Error::sys(format!("look at {}", data.join(&partial).display()), e)),
     }
-    let prefix = old_prefix(name);
-    let Ok(entries) = std::fs::read_dir(data) else { return Ok(()) };
-    for entry in entries.flatten() {
-        let file = entry.file_name();
-        if !file.as_bytes().starts_with(prefix.as_bytes()) {
-            continue;
-        }
-        let path = Path::new(&file);
-        if let Ok(meta) = std::fs::symlink_metadata(data.join(path)) {
-            if meta.is_dir() && !in_use(meta.dev(), meta.ino()) {
-                remove::remove_leftover(data_fd, path, data)?;
-            }
-        }
+    for old in unused {
+        remove::remove_leftover(data_fd, old, data)?;
     }
     Ok(())
 }
@@ -120,8 +126,7 @@ fn in_use(dev: u64, ino: u64) -> bool {
 }
 
 /// Swaps the new tree (`.NAME.partial`) with the old one, rewrites the
-/// config with the new digest, and deletes the old tree unless a run
-/// still uses it.
+/// config with the new digest, and moves the old tree aside.
 pub fn swap(
     data_fd: &OwnedFd,
     data: &Path,
@@ -129,6 +134,7 @@ pub fn swap(
     config: &Config,
     system: bool,
     previous: &Previous,
+    quiet: bool,
     summary: &dyn Fn(),
 ) -> Result<(), Error> {
     let partial = partial_name(name);
@@ -148,27 +154,25 @@ pub fn swap(
         }
         return Err(e);
     }
-    summary();
-    let new = config.origin.map_or("?", |o| o.digest.as_str());
-    eprintln!(
-        "distrorun: updated distro {name} from {}: {} -> {new}",
-        previous.origin.reference, previous.origin.digest
-    );
-    // The old tree, now at the partial name: deleted unless a run is in it.
-    let old = std::fs::symlink_metadata(data.join(&partial)).map_err(|e| {
-        Error::msg(format!("cannot look at the old tree {}: {e}", data.join(&partial).display()))
-    })?;
-    if !in_use(old.dev(), old.ino()) {
-        return remove::remove_leftover(data_fd, &partial, data);
+    if !quiet {
+        let new = config.origin.map_or("?", |o| o.digest.as_str());
+        eprintln!(
+            "distrorun: updated distro {name} from {}: {} -> {new}",
+            previous.origin.reference, previous.origin.digest
+        );
+        summary();
     }
+    // The old tree, now at the partial name, under a name of its own.
     let short = previous.origin.digest.trim_start_matches("sha256:").get(..12).unwrap_or("tree").to_owned();
     let kept = format!("{}{short}.{}", old_prefix(name), std::process::id());
     renameat2(data_fd, partial.as_os_str(), data_fd, OsStr::new(&kept), RenameFlags::RENAME_NOREPLACE)
-        .map_err(|e| Error::sys(format!("keep the old tree as {}", data.join(&kept).display()), e))?;
-    eprintln!(
-        "distrorun: a run is still using the old tree; it stays as {} until the next --update deletes it",
-        data.join(&kept).display()
-    );
+        .map_err(|e| Error::sys(format!("move the old tree aside to {}", data.join(&kept).display()), e))?;
+    if !quiet {
+        eprintln!(
+            "distrorun: the old tree stays as {} for runs still in it; the next --update {name} deletes it once none is",
+            data.join(&kept).display()
+        );
+    }
     Ok(())
 }
 
