@@ -108,8 +108,7 @@ impl Opened {
 
     fn what(&self) -> &str {
         match self {
-            Opened::Tarball { what, .. } => what,
-            Opened::Image { what, .. } => what,
+            Opened::Tarball { what, .. } | Opened::Image { what, .. } => what,
             Opened::Debian(running) => &running.what,
         }
     }
@@ -159,6 +158,9 @@ pub fn enter_namespace(ids: &KeepId) -> Result<(), Error> {
     }
 }
 
+// The steps of a create (and of an update, which is one) in the order they
+// happen, which reads best in one place.
+#[allow(clippy::too_many_lines)]
 pub fn create(args: &CreateArgs, caller: &Caller) -> Result<(), Error> {
     let started = Instant::now();
     let name = args.name.as_str();
@@ -257,16 +259,28 @@ pub fn create(args: &CreateArgs, caller: &Caller) -> Result<(), Error> {
     };
     let tree = data.join(name);
     if let Some(previous) = &previous {
-        let config = Config { fd: &config_fd, dir: &config_dir, what: &what, origin: origin.as_ref() };
-        return update::swap(&data_fd, &data, name, &config, args.system, previous, args.quiet, &|| {
+        let config = Config {
+            fd: &config_fd,
+            dir: &config_dir,
+            what: &what,
+            origin: origin.as_ref(),
+            system: args.system,
+        };
+        return update::swap(&data_fd, &data, name, &config, previous, args.quiet, &|| {
             summary("rebuilt", name, &tree, &stats, started, None);
         });
     }
     renameat2(&data_fd, partial.as_os_str(), &data_fd, name, RenameFlags::RENAME_NOREPLACE).map_err(|e| {
         Error::sys(format!("move the new tree into place at {}", data.join(name).display()), e)
     })?;
-    let config = Config { fd: &config_fd, dir: &config_dir, what: &what, origin: origin.as_ref() };
-    write_config(&config, name, &tree, args.system, RenameFlags::RENAME_NOREPLACE)?;
+    let config = Config {
+        fd: &config_fd,
+        dir: &config_dir,
+        what: &what,
+        origin: origin.as_ref(),
+        system: args.system,
+    };
+    write_config(&config, name, &tree, RenameFlags::RENAME_NOREPLACE)?;
     if !args.quiet {
         summary("created", name, &tree, &stats, started, origin.as_ref());
     }
@@ -428,18 +442,13 @@ pub struct Config<'a> {
     pub dir: &'a Path,
     pub what: &'a str,
     pub origin: Option<&'a crate::registry::Origin>,
+    pub system: bool,
 }
 
 /// `placing` is `RENAME_NOREPLACE` for a new distro; `--update` replaces
 /// its config with an empty set.
-fn write_config(
-    config: &Config,
-    name: &str,
-    tree: &Path,
-    system: bool,
-    placing: RenameFlags,
-) -> Result<(), Error> {
-    let (config_fd, config_dir, what) = (config.fd, config.dir, config.what);
+fn write_config(config: &Config, name: &str, tree: &Path, placing: RenameFlags) -> Result<(), Error> {
+    let (config_fd, config_dir, what, system) = (config.fd, config.dir, config.what, config.system);
     let Some(dir) = tree.to_str().filter(|d| !d.contains(['\n', '"', '\\'])) else {
         return Err(Error::msg(format!(
             "cannot write a config for {}: the path has characters a config cannot hold",

@@ -4,6 +4,7 @@
 //! next layers are already being read.
 
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -231,11 +232,11 @@ pub fn apply(
         let Some(Fetch { rx, handle }) = pending.pop_front() else { break };
         let what = format!("layer {} of {}", n + 1, source.what());
         let chunks = Chunks { rx, chunk: Vec::new(), pos: 0, done: false };
-        let unpacked = tarball::decompressed(chunks, &what).and_then(|(stream, _)| {
+        let result = tarball::decompressed(chunks, &what).and_then(|(stream, _)| {
             unpacker.unpack(tarball::read_ahead(stream), &what, Whiteouts::Apply, bar)
         });
         let fetched = handle.join().unwrap_or_else(|_| Err(read_failed(&**source, n)));
-        match (fetched, unpacked) {
+        match (fetched, result) {
             (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
             (Ok(Fetched::Abandoned), Ok(())) => {
                 return Err(Error::msg(format!("{what} has data after the end of its archive")))
@@ -280,16 +281,16 @@ impl ImageBar {
                 continue;
             }
             if got > 0 {
-                line.push_str(&format!("[{}] {}", n + 1, amount(got, *size)));
-                line.push_str("  ");
+                let _ = write!(line, "[{}] {}  ", n + 1, amount(got, *size));
             }
         }
-        line.push_str(&format!(
+        let _ = write!(
+            line,
             "total {} ({} layers), {} entries",
             amount(read, (total > 0).then_some(total)),
             self.layers.len(),
             self.entries
-        ));
+        );
         eprint!("{line}");
         self.drawn = true;
     }

@@ -132,7 +132,6 @@ pub fn swap(
     data: &Path,
     name: &str,
     config: &Config,
-    system: bool,
     previous: &Previous,
     quiet: bool,
     summary: &dyn Fn(),
@@ -147,7 +146,7 @@ pub fn swap(
         let _ = remove::remove_leftover(data_fd, &partial, data);
         return Err(e);
     }
-    if let Err(e) = write_config(config, name, &tree, system, RenameFlags::empty()) {
+    if let Err(e) = write_config(config, name, &tree, RenameFlags::empty()) {
         // The old tree back in place, so that the config and the tree agree.
         if exchange().is_ok() {
             let _ = remove::remove_leftover(data_fd, &partial, data);

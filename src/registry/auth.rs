@@ -2,6 +2,7 @@
 //! podman and docker keep them in, and bearer tokens fetched as the
 //! registry's `WWW-Authenticate` challenge says.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use base64::Engine as _;
@@ -165,7 +166,7 @@ pub fn query_escape(s: &str) -> String {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            let _ = write!(out, "%{b:02X}");
         }
     }
     out

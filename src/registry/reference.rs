@@ -135,7 +135,9 @@ fn search_list(text: &str) -> Vec<String> {
     let mut collecting = false;
     for line in text.lines() {
         let line = line.split('#').next().unwrap_or("").trim();
-        if !collecting {
+        if collecting {
+            value.push_str(line);
+        } else {
             if line.starts_with('[') {
                 break;
             }
@@ -145,8 +147,6 @@ fn search_list(text: &str) -> Vec<String> {
             }
             collecting = true;
             value.push_str(rest);
-        } else {
-            value.push_str(line);
         }
         if value.contains(']') {
             break;

@@ -3,6 +3,7 @@
 //! `--insecure-registry`, the proxy the environment names, and the
 //! registry's authentication challenge answered once per repository.
 
+use std::fmt::Write as _;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -98,17 +99,18 @@ impl Client {
             if from > 0 {
                 request = request.set("Range", &format!("bytes={from}-"));
             }
-            request.call()
+            // Boxed: ureq's error is large, and it is the rare path.
+            request.call().map_err(Box::new)
         };
-        let current = self.authorization.lock().map(|a| a.clone()).unwrap_or(None);
-        match send(current.as_deref()) {
+        let current = self.authorization.lock().map_or(None, |a| a.clone());
+        match send(current.as_deref()).map_err(|e| *e) {
             Ok(r) => Ok(r),
             Err(ureq::Error::Status(401, r)) => {
                 let value = self.answer(r.header("WWW-Authenticate"))?;
                 if let Ok(mut slot) = self.authorization.lock() {
                     slot.clone_from(&Some(value.clone()));
                 }
-                match send(Some(&value)) {
+                match send(Some(&value)).map_err(|e| *e) {
                     Ok(r) => Ok(r),
                     Err(ureq::Error::Status(code, r)) => Err(Failure::Status(code, body_text(r))),
                     Err(ureq::Error::Transport(t)) => Err(Failure::Transport(transport_text(&t))),
@@ -135,7 +137,7 @@ impl Client {
                 let scope = scope.unwrap_or_else(|| format!("repository:{}:pull", self.reference.repository));
                 let mut url = format!("{realm}{}scope={}", if realm.contains('?') { '&' } else { '?' }, auth::query_escape(&scope));
                 if let Some(service) = service {
-                    url.push_str(&format!("&service={}", auth::query_escape(&service)));
+                    let _ = write!(url, "&service={}", auth::query_escape(&service));
                 }
                 let mut request = self.agent.get(&url);
                 if let Some(c) = &self.credentials {
