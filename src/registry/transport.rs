@@ -112,6 +112,16 @@ impl Client {
                 }
                 match send(Some(&value)).map_err(|e| *e) {
                     Ok(r) => Ok(r),
+                    Err(ureq::Error::Status(401, _)) => Err(Failure::Auth(match &self.credentials {
+                        Some(c) => format!(
+                            "the registry {} refused the credentials from {}",
+                            self.reference.api_host(),
+                            c.from.display()
+                        ),
+                        None => {
+                            format!("the registry {} refused an anonymous pull", self.reference.api_host())
+                        }
+                    })),
                     Err(ureq::Error::Status(code, r)) => Err(Failure::Status(code, body_text(r))),
                     Err(ureq::Error::Transport(t)) => Err(Failure::Transport(transport_text(&t))),
                 }
