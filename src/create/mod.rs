@@ -7,6 +7,7 @@
 //! and renamed. So an interrupted create never leaves a tree or a config
 //! that looks usable, and the next create of the name cleans up.
 
+pub mod archive;
 pub mod debian;
 pub mod oci;
 pub mod source;

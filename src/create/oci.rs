@@ -315,12 +315,11 @@ impl Store {
             .map_err(|e| Error::msg(format!("cannot open {what}: {}", tarball::errno_text(&e))))?;
         let mut head = [0u8; 8];
         let n = file.read_at(&mut head, 0).unwrap_or(0);
-        if tarball::Compression::detect(&head[..n]) != tarball::Compression::None {
-            return Err(Error::msg(format!(
-                "{what} is compressed; distrorun reads image archives uncompressed"
-            ))
-            .with_hint("decompress it first, or use an image layout directory"));
-        }
+        let file = if tarball::Compression::detect(&head[..n]) == tarball::Compression::None {
+            file
+        } else {
+            super::archive::decompressed_copy(file, what)?
+        };
         let corrupt = |e: io::Error| Error::msg(format!("{what} is corrupt or truncated: {e}"));
         let mut members = HashMap::new();
         let mut archive = tar::Archive::new(&file);

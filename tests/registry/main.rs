@@ -7,6 +7,7 @@
 //! as the unprivileged test user; `ci/setup.d/50-registry.sh` installs the
 //! tools.
 
+mod archives;
 mod pull;
 mod refusals;
 mod update;
