@@ -259,21 +259,6 @@ pub fn create(args: &CreateArgs, caller: &Caller) -> Result<(), Error> {
         }
     };
     let tree = data.join(name);
-    if let Some(previous) = &previous {
-        let config = Config {
-            fd: &config_fd,
-            dir: &config_dir,
-            what: &what,
-            origin: origin.as_ref(),
-            system: args.system,
-        };
-        return update::swap(&data_fd, &data, name, &config, previous, args.quiet, &|| {
-            summary("rebuilt", name, &tree, &stats, started, None);
-        });
-    }
-    renameat2(&data_fd, partial.as_os_str(), &data_fd, name, RenameFlags::RENAME_NOREPLACE).map_err(|e| {
-        Error::sys(format!("move the new tree into place at {}", data.join(name).display()), e)
-    })?;
     let config = Config {
         fd: &config_fd,
         dir: &config_dir,
@@ -281,6 +266,14 @@ pub fn create(args: &CreateArgs, caller: &Caller) -> Result<(), Error> {
         origin: origin.as_ref(),
         system: args.system,
     };
+    if let Some(previous) = &previous {
+        return update::swap(&data_fd, &data, name, &config, previous, args.quiet, &|| {
+            summary("rebuilt", name, &tree, &stats, started, None);
+        });
+    }
+    renameat2(&data_fd, partial.as_os_str(), &data_fd, name, RenameFlags::RENAME_NOREPLACE).map_err(|e| {
+        Error::sys(format!("move the new tree into place at {}", data.join(name).display()), e)
+    })?;
     write_config(&config, name, &tree, RenameFlags::RENAME_NOREPLACE)?;
     if !args.quiet {
         summary("created", name, &tree, &stats, started, origin.as_ref());

@@ -174,43 +174,6 @@ fn read_failed(source: &dyn ImageSource, n: usize) -> Error {
     Error::msg(format!("cannot read layer {} of {}", n + 1, source.what()))
 }
 
-/// The unpacker's end of a layer's channel. An empty chunk is the end.
-struct Chunks {
-    rx: Receiver<io::Result<Vec<u8>>>,
-    chunk: Vec<u8>,
-    pos: usize,
-    done: bool,
-}
-
-impl Read for Chunks {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.chunk.len() {
-            if self.done {
-                return Ok(0);
-            }
-            match self.rx.recv() {
-                Ok(Ok(chunk)) => {
-                    self.done = chunk.is_empty();
-                    self.chunk = chunk;
-                    self.pos = 0;
-                }
-                Ok(Err(e)) => {
-                    self.done = true;
-                    return Err(e);
-                }
-                Err(_) => {
-                    self.done = true;
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the layer's reader stopped"));
-                }
-            }
-        }
-        let n = buf.len().min(self.chunk.len() - self.pos);
-        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
 /// Applies the image's layers in order. Each is read (and, from a
 /// registry, downloaded) on a thread of its own, decompressed on another,
 /// and unpacked here; the next layers are read meanwhile. A layer that
@@ -231,7 +194,9 @@ pub fn apply(
         }
         let Some(Fetch { rx, handle }) = pending.pop_front() else { break };
         let what = format!("layer {} of {}", n + 1, source.what());
-        let chunks = Chunks { rx, chunk: Vec::new(), pos: 0, done: false };
+        // A fetch that ends without its end chunk has failed, and says so
+        // when joined.
+        let chunks = tarball::ReadAhead::receiving(rx);
         let result = tarball::decompressed(chunks, &what).and_then(|(stream, _)| {
             unpacker.unpack(tarball::read_ahead(stream), &what, Whiteouts::Apply, bar)
         });
