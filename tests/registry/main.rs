@@ -110,7 +110,7 @@ fn require_tool(path: &str) {
 }
 
 /// The test images, in one OCI layout that umoci builds: `v1` and `v2`, a
-/// busybox tree whose /etc/marker says which; `multi`, an index for
+/// busybox tree whose /etc/marker says which, one gzip layer each; `multi`, an index for
 /// linux/amd64 and linux/arm64/v8; `foreign`, an index for arm64 and
 /// s390x only; `odd`, whose layer has a media type nobody knows.
 pub struct Images {
@@ -137,10 +137,10 @@ impl Images {
                 mkdir -p $v/bin $v/etc; cp /usr/bin/busybox $v/bin/
                 for c in sh cat sleep ls echo; do ln -s busybox $v/bin/$c; done
                 echo $v > $v/etc/marker
-                tar --numeric-owner --owner=0 --group=0 -C $v -czf $v.tar.gz .
+                tar --numeric-owner --owner=0 --group=0 -C $v -cf $v.tar .
             done
             umoci init --layout layout
-            for v in v1 v2; do umoci new --image layout:$v; umoci raw add-layer --image layout:$v $v.tar.gz; done
+            for v in v1 v2; do umoci new --image layout:$v; umoci raw add-layer --image layout:$v $v.tar; done
             python3 {craft} layout v1 multi index linux/amd64 linux/arm64/v8
             python3 {craft} layout v1 foreign index linux/arm64/v8 linux/s390x
             python3 {craft} layout v1 odd mediatype application/vnd.example.unknown

@@ -105,7 +105,7 @@ fn a_failed_update_changes_nothing_and_other_sources_are_told_what_to_do() {
     assert_refused(&out, &["--insecure-registry"]);
 
     // A distro from a tarball has no image to pull.
-    let tarball = format!("{}/v1.tar.gz", Images::get().dir.str());
+    let tarball = format!("{}/v1.tar", Images::get().dir.str());
     let other = unique("fromtar");
     homes.run(&["-q", "--create", &other, "--tarball", &tarball]).output().assert_ok();
     let out = homes.run(&["--update", &other]).output();
