@@ -23,7 +23,7 @@ function __distrorun_after_name
             case --export --export-bin --unexport
                 # NAME is the value, and what follows is not a command.
                 return 1
-            case -d --directory --backend --extra-volume --info --create --tarball --oci --tag --debian --mirror --include --state-dir --keep-xattr --max-size --max-entries --remove
+            case -d --directory --backend --extra-volume --info --create --tarball --oci --tag --image --update --debian --mirror --include --state-dir --keep-xattr --max-size --max-entries --remove
                 set i (math $i + 2)
                 continue
             case '-*'
@@ -51,10 +51,13 @@ complete -c distrorun -n 'not __distrorun_after_name' -s l -l list -d 'list the 
 complete -c distrorun -n 'not __distrorun_after_name' -l info -x -a '(__distrorun_names)' -d 'show a distro'
 complete -c distrorun -n 'not __distrorun_after_name' -l json -d 'with --list or --info: print JSON'
 complete -c distrorun -n 'not __distrorun_after_name' -l doctor -d 'check this machine, and say what to fix'
-complete -c distrorun -n 'not __distrorun_after_name' -l create -x -d 'create the per-user distro NAME from --tarball or --oci'
+complete -c distrorun -n 'not __distrorun_after_name' -l create -x -d 'create the per-user distro NAME from --tarball, --oci, --image or --debian'
 complete -c distrorun -n 'not __distrorun_after_name' -l tarball -r -F -d 'with --create: a rootfs tarball'
 complete -c distrorun -n 'not __distrorun_after_name' -l oci -r -F -d 'with --create: an OCI image layout or archive'
 complete -c distrorun -n 'not __distrorun_after_name' -l tag -x -d 'with --oci: the image to take'
+complete -c distrorun -n 'not __distrorun_after_name' -l image -x -d 'with --create: an image from a container registry'
+complete -c distrorun -n 'not __distrorun_after_name' -l insecure-registry -d 'with --image or --update: allow plain HTTP and unverified certificates'
+complete -c distrorun -n 'not __distrorun_after_name' -l update -x -a '(__distrorun_names)' -d 'pull the image distro NAME was made from again'
 complete -c distrorun -n 'not __distrorun_after_name' -l debian -x -a 'stable testing unstable bookworm trixie' -d 'with --create: build a Debian SUITE with mmdebstrap'
 complete -c distrorun -n 'not __distrorun_after_name' -l mirror -x -d 'with --debian: the mirror'
 complete -c distrorun -n 'not __distrorun_after_name' -l include -x -d 'with --debian: more packages, comma-separated'

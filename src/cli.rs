@@ -52,7 +52,8 @@ pub struct Options {
     /// print the version and the compiled-in paths
     #[argh(switch)]
     pub version: bool,
-    /// create the per-user distro NAME from --tarball FILE, --oci PATH or --debian SUITE
+    /// create the per-user distro NAME from --tarball FILE, --oci PATH,
+    /// --image REF or --debian SUITE
     #[argh(option, arg_name = "NAME")]
     pub create: Option<String>,
     /// with --create: a rootfs tarball, plain, gzip, xz or zstd
@@ -65,6 +66,18 @@ pub struct Options {
     /// with --oci: the image to take, where there are several
     #[argh(option, arg_name = "TAG")]
     pub tag: Option<String>,
+    /// with --create: an image from a container registry, as podman names
+    /// it (registry/repo:tag, repo:tag, repo@sha256:...)
+    #[argh(option, arg_name = "REF")]
+    pub image: Option<String>,
+    /// with --image or --update: allow plain HTTP and a certificate that
+    /// does not verify
+    #[argh(switch)]
+    pub insecure_registry: bool,
+    /// pull the image distro NAME was made from again, and swap in the new
+    /// tree if it changed
+    #[argh(option, arg_name = "NAME")]
+    pub update: Option<String>,
     /// with --create: build a Debian or derivative SUITE with mmdebstrap
     #[argh(option, arg_name = "SUITE")]
     pub debian: Option<String>,
@@ -171,13 +184,28 @@ pub struct CreateArgs {
     pub limits: Limits,
     /// `security.*` attributes a system create applies (`--keep-xattr`).
     pub keep_xattrs: Vec<String>,
+    /// `--update`: the distro exists, and its tree is replaced.
+    pub update: bool,
 }
 
 #[derive(Debug, Clone)]
 pub enum Source {
     Tarball(PathBuf),
-    Oci { path: PathBuf, tag: Option<String> },
+    Oci {
+        path: PathBuf,
+        tag: Option<String>,
+    },
     Debian(Debian),
+    /// `--image REF`, from a registry; plain HTTP and unverified
+    /// certificates only with `insecure`.
+    Image {
+        reference: String,
+        insecure: bool,
+    },
+    /// `--update`: the image the distro's config names.
+    Update {
+        insecure: bool,
+    },
 }
 
 /// What `--export`, `--export-bin` or `--unexport` asks for.
@@ -198,6 +226,8 @@ const TAKES_VALUE: &[&str] = &[
     "--tarball",
     "--oci",
     "--tag",
+    "--image",
+    "--update",
     "--debian",
     "--mirror",
     "--include",
@@ -285,6 +315,12 @@ fn query(opts: &Options, split: &args::Split) -> Option<Result<Command, Error>> 
 /// and no command.
 fn lifecycle(opts: &Options, split: &args::Split) -> Result<Option<Command>, Error> {
     let stray = split.name.is_some() || !split.command.is_empty();
+    if let Some(update) = update(opts, stray)? {
+        return Ok(Some(Command::Create(update)));
+    }
+    if opts.insecure_registry && opts.image.is_none() {
+        return Err(Error::Usage("--insecure-registry goes with --image REF or --update NAME".into()));
+    }
     match (&opts.create, &opts.remove) {
         (Some(_), Some(_)) => Err(Error::Usage("--create and --remove cannot be combined".into())),
         (Some(name), None) => {
@@ -307,12 +343,14 @@ fn lifecycle(opts: &Options, split: &args::Split) -> Result<Option<Command>, Err
             if opts.tarball.is_some()
                 || opts.oci.is_some()
                 || opts.tag.is_some()
+                || opts.image.is_some()
                 || opts.debian.is_some()
                 || opts.mirror.is_some()
                 || opts.include.is_some() =>
         {
             Err(Error::Usage(
-                "--tarball, --oci, --tag, --debian, --mirror and --include go with --create NAME".into(),
+                "--tarball, --oci, --tag, --image, --debian, --mirror and --include go with --create NAME"
+                    .into(),
             ))
         }
         (None, None) if opts.yes => Err(Error::Usage("--yes goes with --remove NAME".into())),
@@ -336,22 +374,25 @@ fn create(opts: &Options, name: &str) -> Result<CreateArgs, Error> {
     if (opts.mirror.is_some() || opts.include.is_some()) && opts.debian.is_none() {
         return Err(Error::Usage("--mirror and --include go with --debian SUITE".into()));
     }
-    let source = match (&opts.tarball, &opts.oci, &opts.debian) {
-        (Some(file), None, None) => Source::Tarball(file.clone()),
-        (None, Some(path), None) => Source::Oci { path: path.clone(), tag: opts.tag.clone() },
-        (None, None, Some(suite)) => Source::Debian(Debian {
+    let source = match (&opts.tarball, &opts.oci, &opts.debian, &opts.image) {
+        (Some(file), None, None, None) => Source::Tarball(file.clone()),
+        (None, Some(path), None, None) => Source::Oci { path: path.clone(), tag: opts.tag.clone() },
+        (None, None, Some(suite), None) => Source::Debian(Debian {
             suite: suite.clone(),
             mirror: opts.mirror.clone(),
             include: opts.include.clone(),
         }),
-        (None, None, None) => {
+        (None, None, None, Some(reference)) => {
+            Source::Image { reference: reference.clone(), insecure: opts.insecure_registry }
+        }
+        (None, None, None, None) => {
             return Err(Error::Usage(format!(
-                "--create {name} needs a source: --tarball FILE, --oci PATH or --debian SUITE"
+                "--create {name} needs a source: --tarball FILE, --oci PATH, --image REF or --debian SUITE"
             )))
         }
         _ => {
             return Err(Error::Usage(format!(
-                "--create {name} takes one source: --tarball, --oci or --debian"
+                "--create {name} takes one source: --tarball, --oci, --image or --debian"
             )))
         }
     };
@@ -363,7 +404,39 @@ fn create(opts: &Options, name: &str) -> Result<CreateArgs, Error> {
         state_dir: opts.state_dir.clone(),
         limits: limits(opts)?,
         keep_xattrs: keep_xattrs(opts)?,
+        update: false,
     })
+}
+
+/// `--update NAME [--insecure-registry] [--system] [-q]`, which takes no
+/// source (the config names it) and combines with no other action.
+fn update(opts: &Options, stray: bool) -> Result<Option<CreateArgs>, Error> {
+    let Some(name) = &opts.update else { return Ok(None) };
+    if opts.create.is_some() || opts.remove.is_some() {
+        return Err(Error::Usage("--update cannot be combined with --create or --remove".into()));
+    }
+    if stray {
+        return Err(Error::Usage(format!("--update {name} takes no distro name or command after it")));
+    }
+    let sources = [opts.tarball.is_some(), opts.oci.is_some(), opts.image.is_some(), opts.debian.is_some()];
+    if sources.contains(&true) || opts.tag.is_some() || opts.mirror.is_some() || opts.include.is_some() {
+        return Err(Error::Usage(format!(
+            "--update {name} takes no source: it pulls the image its config names"
+        )));
+    }
+    if opts.state_dir.is_some() {
+        return Err(Error::Usage("--state-dir goes with --create NAME --system".into()));
+    }
+    Ok(Some(CreateArgs {
+        name: name.clone(),
+        source: Source::Update { insecure: opts.insecure_registry },
+        quiet: opts.quiet,
+        system: opts.system,
+        state_dir: None,
+        limits: limits(opts)?,
+        keep_xattrs: keep_xattrs(opts)?,
+        update: true,
+    }))
 }
 
 /// `--max-size` and `--max-entries`, over the defaults.

@@ -14,6 +14,7 @@ mod keepid;
 mod machine;
 mod output;
 mod places;
+mod registry;
 mod source;
 mod subids;
 mod tree;

@@ -71,6 +71,30 @@ pub fn partial_name(name: &str) -> PathBuf {
     PathBuf::from(format!(".{name}.partial"))
 }
 
+/// The marker key of the tree `--update` builds for distro `name`. `+` is
+/// in no distro name, so no other distro's file is ever named like it.
+pub fn next_key(name: &str) -> String {
+    format!("{name}+next")
+}
+
+/// The prefix of the marker keys of old trees `--update` keeps for runs
+/// still in them.
+pub fn old_prefix(name: &str) -> String {
+    format!("{name}+old-")
+}
+
+/// Whether `key` (an entry of the data directory without its leading dot)
+/// is an old tree of distro `name`'s: its marker's `.tree` and the
+/// marker's own temporary file have a dot past the prefix, the key none.
+pub fn is_old_key(key: &str, name: &str) -> bool {
+    key.strip_prefix(&old_prefix(name)).is_some_and(|rest| !rest.is_empty() && !rest.contains('.'))
+}
+
+/// The entry in the data directory of a tree marked under `key`.
+pub fn keyed_entry(key: &str) -> PathBuf {
+    PathBuf::from(format!(".{key}"))
+}
+
 /// How `--list` and `--info` name where a config comes from.
 pub fn origin_word(origin: Origin) -> &'static str {
     match origin {

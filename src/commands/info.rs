@@ -53,6 +53,8 @@ struct Info {
     why_not: Option<String>,
     backend: Option<&'static str>,
     backend_why: String,
+    /// For a distro made from a registry image: its reference and digest.
+    image: Option<crate::registry::Origin>,
 }
 
 fn backend_word(choice: BackendChoice) -> &'static str {
@@ -104,6 +106,9 @@ pub fn info(name: &str, json: bool) -> Result<(), Error> {
         why_not,
         backend: prediction.backend,
         backend_why: prediction.why,
+        image: std::fs::read_to_string(&found.path)
+            .ok()
+            .and_then(|t| crate::registry::Origin::from_config(&t)),
     };
     if json {
         return output::print_json(&info);
@@ -122,6 +127,10 @@ fn info_text(i: &Info) -> String {
     let _ = writeln!(s, "config:       {} ({})", i.config, i.origin);
     let exists = if i.directory_exists { "exists" } else { "does not exist" };
     let _ = writeln!(s, "directory:    {} ({exists})", i.directory);
+    if let Some(image) = &i.image {
+        let _ = writeln!(s, "image:        {}", image.reference);
+        let _ = writeln!(s, "digest:       {}", image.digest);
+    }
     let _ = writeln!(
         s,
         "os:           {}",

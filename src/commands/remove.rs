@@ -110,7 +110,25 @@ fn remove_marked(
     if moved {
         remove::remove_leftover(data_fd, &hidden, data)?;
     }
-    marker::unmark(data_fd, data, name)
+    marker::unmark(data_fd, data, name)?;
+    for key in update_trees(data, name) {
+        remove::reap_marked(data_fd, data, &key, &places::keyed_entry(&key))?;
+    }
+    Ok(())
+}
+
+/// The marker keys of the trees `--update` left: one it was building when
+/// it was stopped, and old ones kept for runs that were still in them.
+fn update_trees(data: &Path, name: &str) -> Vec<String> {
+    let next = places::next_key(name);
+    let Ok(entries) = std::fs::read_dir(data) else { return Vec::new() };
+    let mut keys: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix('.').map(str::to_owned))
+        .filter(|key| *key == next || places::is_old_key(key, name))
+        .collect();
+    keys.sort();
+    keys
 }
 
 /// Whether `path` is the directory open as `dir`.

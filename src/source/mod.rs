@@ -1,3 +1,5 @@
+pub mod archive;
 pub mod debian;
+pub mod image;
 pub mod oci;
 pub mod tarball;

@@ -102,6 +102,13 @@ pub struct Layer {
     size: Option<u64>,
 }
 
+impl Layer {
+    /// The blob's size, where the image says it.
+    pub fn size(&self) -> Option<u64> {
+        self.size
+    }
+}
+
 /// An image, resolved down to its layers, ready to be read.
 pub struct Image {
     store: Store,
@@ -136,11 +143,6 @@ impl Image {
             )));
         }
         Ok(image)
-    }
-
-    /// The sum of the layers' sizes, where the image says them.
-    pub fn total_size(&self) -> u64 {
-        self.layers.iter().filter_map(|l| l.size).sum()
     }
 
     /// A reader of layer `layer`'s blob that hashes what it reads.
@@ -329,12 +331,11 @@ impl Store {
             .and_then(|fd| regular(fd, what))?;
         let mut head = [0u8; 8];
         let n = file.read_at(&mut head, 0).unwrap_or(0);
-        if tarball::Compression::detect(&head[..n]) != tarball::Compression::None {
-            return Err(Error::msg(format!(
-                "{what} is compressed; distrorun reads image archives uncompressed"
-            ))
-            .with_hint("decompress it first, or use an image layout directory"));
-        }
+        let file = if tarball::Compression::detect(&head[..n]) == tarball::Compression::None {
+            file
+        } else {
+            super::archive::decompressed_copy(file, what)?
+        };
         let corrupt = |e: io::Error| Error::msg(format!("{what} is corrupt or truncated: {e}"));
         let mut members = HashMap::new();
         let mut archive = tar::Archive::new(&file);

@@ -95,12 +95,20 @@ pub fn read_ahead(mut stream: Box<dyn Read + Send>) -> ReadAhead {
 
 const CHUNK: usize = 1 << 20;
 
-/// The reading end of [`read_ahead`]. An empty chunk is the end.
+/// The reading end of [`read_ahead`], or of any channel of chunks. An
+/// empty chunk is the end.
 pub struct ReadAhead {
     rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
     chunk: Vec<u8>,
     pos: usize,
     done: bool,
+}
+
+impl ReadAhead {
+    /// Reads the chunks another thread sends.
+    pub fn receiving(rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>) -> ReadAhead {
+        ReadAhead { rx, chunk: Vec::new(), pos: 0, done: false }
+    }
 }
 
 impl Read for ReadAhead {

@@ -49,11 +49,17 @@ fn identity(st: &FileStat, stage: Stage) -> String {
     format!("{MAGIC} {} {} {}\n", st.st_dev, st.st_ino, stage.word())
 }
 
-/// Marks the directory open as `tree` as distro `name`'s, in `dir_fd`.
-pub fn mark(dir_fd: &OwnedFd, dir: &Path, name: &str, tree: &OwnedFd, stage: Stage) -> Result<(), Error> {
-    let marker = marker_name(name);
+/// Marks the directories open as `trees` as distrorun's own under `key`
+/// (a distro's name, or a name of its own for a tree an update builds or
+/// keeps), in `dir_fd`. Several at once while an update exchanges two
+/// trees, so that an interruption leaves each still marked.
+pub fn mark(dir_fd: &OwnedFd, dir: &Path, key: &str, trees: &[(&OwnedFd, Stage)]) -> Result<(), Error> {
+    let marker = marker_name(key);
     let fail = |e: Errno| Error::sys(format!("write {}", dir.join(&marker).display()), e);
-    let st = fstat(tree).map_err(fail)?;
+    let mut text = String::new();
+    for (tree, stage) in trees {
+        text.push_str(&identity(&fstat(*tree).map_err(fail)?, *stage));
+    }
     let temp = format!("{marker}.partial");
     let _ = unlinkat(dir_fd, temp.as_str(), UnlinkatFlags::NoRemoveDir);
     let fd = openat(
@@ -64,7 +70,7 @@ pub fn mark(dir_fd: &OwnedFd, dir: &Path, name: &str, tree: &OwnedFd, stage: Sta
     )
     .map_err(fail)?;
     std::fs::File::from(fd)
-        .write_all(identity(&st, stage).as_bytes())
+        .write_all(text.as_bytes())
         .map_err(|e| fail(Errno::from_raw(e.raw_os_error().unwrap_or(Errno::EIO as i32))))?;
     renameat(dir_fd, temp.as_str(), dir_fd, marker.as_str()).map_err(fail)
 }
@@ -92,10 +98,12 @@ pub fn stage(dir_fd: &OwnedFd, name: &str, entry: &str) -> Result<Option<Stage>,
         return Ok(None);
     }
     let mut text = String::new();
-    if std::fs::File::from(fd).take(256).read_to_string(&mut text).is_err() {
+    if std::fs::File::from(fd).take(1024).read_to_string(&mut text).is_err() {
         return Ok(None);
     }
-    Ok([Stage::Building, Stage::Complete].into_iter().find(|s| text == identity(&st, *s)))
+    Ok(text
+        .split_inclusive('\n')
+        .find_map(|line| [Stage::Building, Stage::Complete].into_iter().find(|s| line == identity(&st, *s))))
 }
 
 /// Whether distro `name` has a marker at all.

@@ -186,3 +186,11 @@ pub fn remove_leftover(parent_fd: &OwnedFd, name: &Path, parent: &Path) -> Resul
         }
     }
 }
+
+/// Deletes the tree `entry` of `parent` that the marker `key` names, and
+/// then the marker; refuses, with its path, one the marker does not name.
+pub fn reap_marked(parent_fd: &OwnedFd, parent: &Path, key: &str, entry: &Path) -> Result<(), Error> {
+    super::marker::require(parent_fd, parent, key, &entry.to_string_lossy())?;
+    remove_leftover(parent_fd, entry, parent)?;
+    super::marker::unmark(parent_fd, parent, key)
+}

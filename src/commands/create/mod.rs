@@ -7,12 +7,15 @@
 //! and renamed. So an interrupted create never leaves a tree or a config
 //! that looks usable, and the next create of the name cleans up.
 
+mod update;
+
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use distrorun_config::access::Caller;
@@ -25,6 +28,8 @@ use nix::unistd::{fchownat, Gid, Uid};
 
 use crate::cli::{CreateArgs, Source};
 use crate::output::{Bar, CountingReader};
+use crate::registry::Origin;
+use crate::source::image::{self, ImageBar, ImageSource};
 use crate::source::{debian, oci, tarball};
 use crate::tree::limits::{human_bytes, Limits};
 use crate::tree::marker::{self, Stage};
@@ -37,7 +42,7 @@ use crate::{error, places, subids, tree};
 /// A source, opened as the caller before anything is written.
 enum Opened {
     Tarball { input: std::fs::File, size: u64, what: String },
-    Oci(oci::Image),
+    Image { image: Arc<dyn ImageSource>, what: String, origin: Option<Origin> },
     Debian(debian::Running),
 }
 
@@ -49,8 +54,18 @@ impl Opened {
                 let size = input.metadata().map_or(0, |m| m.len());
                 Ok(Opened::Tarball { input, size, what: format!("the tarball {}", file.display()) })
             }
-            Source::Oci { path, tag } => Ok(Opened::Oci(oci::Image::open(path, tag.as_deref())?)),
+            Source::Oci { path, tag } => {
+                let image = oci::Image::open(path, tag.as_deref())?;
+                Ok(Opened::Image { what: image.what.clone(), image: Arc::new(image), origin: None })
+            }
+            Source::Image { reference, insecure } => {
+                let remote = crate::registry::Remote::open(reference, *insecure)?;
+                let origin =
+                    Origin { reference: remote.reference.to_string(), digest: remote.digest.clone() };
+                Ok(Opened::Image { what: remote.pinned(), image: Arc::new(remote), origin: Some(origin) })
+            }
             Source::Debian(suite) => Ok(Opened::Debian(suite.start(quiet, system)?)),
+            Source::Update { .. } => Err(Error::msg("--update reads its image from the config")),
         }
     }
 
@@ -63,9 +78,16 @@ impl Opened {
 
     fn what(&self) -> &str {
         match self {
-            Opened::Tarball { what, .. } => what,
-            Opened::Oci(image) => &image.what,
+            Opened::Tarball { what, .. } | Opened::Image { what, .. } => what,
             Opened::Debian(running) => &running.what,
+        }
+    }
+
+    /// The registry reference and digest, for a distro pulled from one.
+    fn origin(&self) -> Option<Origin> {
+        match self {
+            Opened::Image { origin, .. } => origin.clone(),
+            _ => None,
         }
     }
 }
@@ -85,13 +107,15 @@ const DEFAULT_VOLUMES: &str = r#"    mapped_volumes: [
     ],
 "#;
 
-/// `--create NAME SOURCE [--system [--state-dir DIR]]`.
+/// `--create NAME SOURCE [--system [--state-dir DIR]]`, and `--update
+/// NAME`, which is a create of an existing distro's new tree.
 pub fn create(args: &CreateArgs) -> Result<(), Error> {
     let started = Instant::now();
     let caller = places::caller()?;
     let name = args.name.as_str();
     name::validate(name)?;
     let (config_dir, data) = destinations(args, &caller)?;
+    let previous = if args.update { Some(update::previous(name, &config_dir, args.system)?) } else { None };
     // Root writes a system distro with the real ids; a user's goes through
     // the keep-id mapping.
     let ids = if args.system { None } else { Some(subids::keep_id(&caller)?) };
@@ -99,25 +123,67 @@ pub fn create(args: &CreateArgs) -> Result<(), Error> {
     std::fs::create_dir_all(&config_dir)
         .map_err(|e| error::io(format!("create {}", config_dir.display()), &e))?;
     let config_fd = open_dir(&config_dir)?;
-    // Held to the end: no other create or remove of the name meanwhile.
-    let _lock = NameLock::acquire(&data_fd, &data, name, "create")?;
-    refuse_existing(name, &config_dir)?;
-    let opened = Opened::open(&args.source, args.quiet, args.system)?;
-    let what = opened.what().to_owned();
-    let ready = ids
-        .as_ref()
-        .map_or(Ok(()), subids::enter_keep_id)
-        .and_then(|()| clean_leftovers(&data_fd, &data, name, &config_dir));
-    if let Err(e) = ready {
-        opened.abandon();
-        return Err(e);
+    // Held to the end: no other create, update or remove of the name meanwhile.
+    let _lock = NameLock::acquire(&data_fd, &data, name, if args.update { "update" } else { "create" })?;
+    let Some(previous) = previous else {
+        refuse_existing(name, &config_dir)?;
+        let opened = Opened::open(&args.source, args.quiet, args.system)?;
+        let ready = ids
+            .as_ref()
+            .map_or(Ok(()), subids::enter_keep_id)
+            .and_then(|()| clean_leftovers(&data_fd, &data, name, &config_dir));
+        if let Err(e) = ready {
+            opened.abandon();
+            return Err(e);
+        }
+        let place = Place { data_fd: &data_fd, data: &data, config_fd: &config_fd, config_dir: &config_dir };
+        return create_new(&place, opened, args, started);
+    };
+    let source = Source::Image {
+        reference: previous.origin.reference.clone(),
+        insecure: matches!(args.source, Source::Update { insecure: true }),
+    };
+    let opened = Opened::open(&source, args.quiet, args.system)?;
+    if update::up_to_date(name, &previous, opened.origin().as_ref(), args.quiet) {
+        return Ok(());
     }
-    let (stats, tree_fd) = build_in_place(&data_fd, &data, opened, args)?;
-    let tree = data.join(name);
-    write_config(&config_fd, &config_dir, name, &tree, &what, args.system)?;
-    marker::mark(&data_fd, &data, name, &tree_fd, Stage::Complete)?;
+    update::check_tree(name, &previous, &data)?;
+    // Looked at before entering the namespace, where the caller's other
+    // runs can no longer be seen.
+    let unused = update::unused_old_trees(&data, name);
+    ids.as_ref()
+        .map_or(Ok(()), subids::enter_keep_id)
+        .and_then(|()| update::clean_leftovers(&data_fd, &data, name, &unused))?;
+    let place = Place { data_fd: &data_fd, data: &data, config_fd: &config_fd, config_dir: &config_dir };
+    update::rebuild(&place, opened, args, &previous, started)
+}
+
+/// Where a distro's tree and config go, opened.
+struct Place<'a> {
+    data_fd: &'a OwnedFd,
+    data: &'a Path,
+    config_fd: &'a OwnedFd,
+    config_dir: &'a Path,
+}
+
+/// A new distro: its tree built and moved into place, its config written,
+/// its marker completed.
+fn create_new(place: &Place, opened: Opened, args: &CreateArgs, started: Instant) -> Result<(), Error> {
+    let name = args.name.as_str();
+    let what = opened.what().to_owned();
+    let origin = opened.origin();
+    let partial = places::partial_name(name);
+    let (stats, tree_fd) = build_at(place, &partial, name, opened, args)?;
+    renameat2(place.data_fd, partial.as_os_str(), place.data_fd, name, RenameFlags::RENAME_NOREPLACE)
+        .map_err(|e| {
+            Error::sys(format!("move the new tree into place at {}", place.data.join(name).display()), e)
+        })?;
+    let tree = place.data.join(name);
+    let config = Config { what: &what, origin: origin.as_ref(), system: args.system };
+    write_config(place, &config, name, &tree, RenameFlags::RENAME_NOREPLACE)?;
+    marker::mark(place.data_fd, place.data, name, &[(&tree_fd, Stage::Complete)])?;
     if !args.quiet {
-        summary(name, &tree, &stats, started);
+        summary("created", name, &tree, &stats, started, origin.as_ref());
     }
     Ok(())
 }
@@ -174,52 +240,48 @@ fn refuse_existing(name: &str, config_dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// Builds the tree as `DATA/.NAME.partial`, marked as distrorun's own
-/// from its first moment, and renames it to `DATA/NAME` once complete; on
-/// failure, removes what was written. Returns the tree's descriptor too,
-/// for the marker that says it is complete.
-fn build_in_place(
-    data_fd: &OwnedFd,
-    data: &Path,
+/// Builds a tree as the entry `at` of the data directory, marked as
+/// distrorun's own under `key` from its first moment; on failure, removes
+/// what was written. Returns the tree's descriptor too, for the marker that
+/// says it is complete.
+fn build_at(
+    place: &Place,
+    at: &Path,
+    key: &str,
     opened: Opened,
     args: &CreateArgs,
 ) -> Result<(Stats, OwnedFd), Error> {
-    let name = args.name.as_str();
-    let partial = places::partial_name(name);
-    mkdirat(data_fd, partial.as_os_str(), Mode::S_IRWXU)
-        .map_err(|e| Error::sys(format!("create {}", data.join(&partial).display()), e))?;
+    let (data_fd, data) = (place.data_fd, place.data);
+    mkdirat(data_fd, at.as_os_str(), Mode::S_IRWXU)
+        .map_err(|e| Error::sys(format!("create {}", data.join(at).display()), e))?;
     let root = openat(
         data_fd,
-        partial.as_os_str(),
+        at.as_os_str(),
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| Error::sys(format!("open {}", data.join(&partial).display()), e))?;
+    .map_err(|e| Error::sys(format!("open {}", data.join(at).display()), e))?;
     let policy = XattrPolicy { privileged: args.system, keep: args.keep_xattrs.clone() };
     let tree_fd = nix::unistd::dup(&root).map_err(|e| Error::sys("duplicate a descriptor", e))?;
-    let built = marker::mark(data_fd, data, name, &root, Stage::Building)
+    let built = marker::mark(data_fd, data, key, &[(&root, Stage::Building)])
         .and_then(|()| build(root, opened, args.quiet, args.limits, policy))
         .and_then(|stats| {
             if args.system {
-                trusted_root(data_fd, &partial)?;
+                trusted_root(data_fd, at)?;
             }
             Ok(stats)
         });
-    let stats = match built {
-        Ok(stats) => stats,
+    match built {
+        Ok(stats) => Ok((stats, tree_fd)),
         Err(e) => {
             // Bad input leaves nothing behind; should this fail too, the next
             // create of the name cleans up.
-            if remove::remove_leftover(data_fd, &partial, data).is_ok() {
-                let _ = marker::unmark(data_fd, data, name);
+            if remove::remove_leftover(data_fd, at, data).is_ok() {
+                let _ = marker::unmark(data_fd, data, key);
             }
-            return Err(e);
+            Err(e)
         }
-    };
-    renameat2(data_fd, partial.as_os_str(), data_fd, name, RenameFlags::RENAME_NOREPLACE).map_err(|e| {
-        Error::sys(format!("move the new tree into place at {}", data.join(name).display()), e)
-    })?;
-    Ok((stats, tree_fd))
+    }
 }
 
 /// Unpacks the source into the new tree `root` and adds the mount points.
@@ -241,9 +303,9 @@ fn build(
             bar.clear();
             result
         }
-        Opened::Oci(image) => {
-            let mut bar = Bar::new(quiet, image.total_size());
-            let result = apply_layers(&mut unpacker, &image, &mut bar);
+        Opened::Image { image, .. } => {
+            let mut bar = ImageBar::new(quiet, &image.sizes());
+            let result = image::apply(&mut unpacker, &image, &mut bar);
             bar.clear();
             result
         }
@@ -283,21 +345,6 @@ fn unpack_mmdebstrap(
             }
         }
     }
-}
-
-/// The image's layers in order, each checked against its digest once read.
-fn apply_layers(unpacker: &mut Unpacker, image: &oci::Image, bar: &mut Bar) -> Result<(), Error> {
-    for (n, layer) in image.layers.iter().enumerate() {
-        let what = format!("layer {} of {}", n + 1, image.what);
-        let mut checked = image.layer(layer)?;
-        {
-            let counted = CountingReader::new(&mut checked, bar.read_counter());
-            let (stream, _) = tarball::decompressed(counted, &what)?;
-            unpacker.unpack(stream, &what, Whiteouts::Apply, bar)?;
-        }
-        checked.verify(&image.what)?;
-    }
-    Ok(())
 }
 
 fn open_dir(dir: &Path) -> Result<OwnedFd, Error> {
@@ -401,14 +448,24 @@ fn trusted_root(data_fd: &OwnedFd, partial: &Path) -> Result<(), Error> {
     nix::sys::stat::fchmod(&root, Mode::from_bits_truncate(st.st_mode & 0o755)).map_err(fail)
 }
 
+/// What a config says the distro was made from.
+struct Config<'a> {
+    what: &'a str,
+    origin: Option<&'a Origin>,
+    system: bool,
+}
+
+/// `placing` is `RENAME_NOREPLACE` for a new distro; `--update` replaces
+/// its config.
 fn write_config(
-    config_fd: &OwnedFd,
-    config_dir: &Path,
+    place: &Place,
+    config: &Config,
     name: &str,
     tree: &Path,
-    what: &str,
-    system: bool,
+    placing: RenameFlags,
 ) -> Result<(), Error> {
+    let (config_fd, config_dir, what, system) =
+        (place.config_fd, place.config_dir, config.what, config.system);
     let Some(dir) = tree.to_str().filter(|d| !d.contains(['\n', '"', '\\'])) else {
         return Err(Error::msg(format!(
             "cannot write a config for {}: the path has characters a config cannot hold",
@@ -417,6 +474,9 @@ fn write_config(
     };
     let mut text = String::new();
     let _ = writeln!(text, "// Made by `distrorun --create {name}` from {what}.");
+    if let Some(origin) = config.origin {
+        text.push_str(&origin.lines());
+    }
     if system {
         let _ =
             writeln!(text, "// A system distro: maintain it as root (`sudo distrorun {name} apt-get ...`).");
@@ -452,14 +512,15 @@ fn write_config(
         temp.as_str(),
         config_fd,
         OsStr::from_bytes(format!("{name}.conf").as_bytes()),
-        RenameFlags::RENAME_NOREPLACE,
+        placing,
     )
     .map_err(fail)
 }
 
-fn summary(name: &str, tree: &Path, stats: &Stats, started: Instant) {
+fn summary(verb: &str, name: &str, tree: &Path, stats: &Stats, started: Instant, origin: Option<&Origin>) {
+    let from = origin.map(|o| format!(" from {} ({})", o.reference, o.digest)).unwrap_or_default();
     let mut line = format!(
-        "distrorun: created distro {name} in {}: {} entries, {} in {:.1} s",
+        "distrorun: {verb} distro {name} in {}{from}: {} entries, {} in {:.1} s",
         tree.display(),
         stats.entries,
         human_bytes(stats.bytes),
