@@ -59,12 +59,7 @@ fn an_update_swaps_in_the_new_tree_while_a_run_in_the_old_one_finishes() {
     // The old tree goes with the next update, now that no run uses it.
     registry.push("v1", "test/up", "latest", None);
     homes.run(&["-q", "--update", &name, "--insecure-registry"]).output().assert_ok();
-    let left: Vec<String> = fs::read_dir(homes.base.join("data/distrorun"))
-        .expect("the data directory")
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    let left = trees(&homes);
     assert_eq!(left.len(), 2, "one tree and the old one of the last update: {left:?}");
     assert_eq!(homes.marker(&name), "v1");
 }
@@ -94,12 +89,7 @@ fn a_failed_update_changes_nothing_and_other_sources_are_told_what_to_do() {
     fs::write(homes.config(&name), &config).expect("restore the config");
     assert_eq!(fs::read_to_string(homes.config(&name)).expect("the config"), config);
     assert_eq!(homes.marker(&name), "v1");
-    let left: Vec<String> = fs::read_dir(homes.base.join("data/distrorun"))
-        .expect("the data directory")
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    let left = trees(&homes);
     assert_eq!(left, std::slice::from_ref(&name), "a failed update left something behind");
 
     // Without --insecure-registry, as for --create.
@@ -114,4 +104,16 @@ fn a_failed_update_changes_nothing_and_other_sources_are_told_what_to_do() {
     assert_refused(&out, &["was not made from a registry image", "--remove it and --create it again"]);
     let out = homes.run(&["--update", &unique("nosuch")]).output();
     assert_refused(&out, &["no config"]);
+}
+
+/// The directories in the data directory: the trees, old and new.
+fn trees(homes: &Homes) -> Vec<String> {
+    let mut trees: Vec<String> = fs::read_dir(homes.base.join("data/distrorun"))
+        .expect("the data directory")
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    trees.sort();
+    trees
 }
