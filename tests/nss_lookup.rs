@@ -31,8 +31,9 @@ per_backend! {
     /// The name of a user that only a second NSS module knows comes through
     /// getent, under both backends.
     fn a_user_the_files_lack_is_named_through_getent(b) {
-        require_extra_user();
+        // The lock first: the test below moves the extrausers file aside.
         let _serial = global_state_lock();
+        require_extra_user();
         let d = TestDistro::standard("nss-getent");
         let out = whoami(b, &d);
         out.assert_ok();
@@ -44,8 +45,8 @@ per_backend! {
 /// the setuid helper: the launch still works, without a name.
 #[test]
 fn helper_runs_no_getent_that_others_can_write() {
-    require_extra_user();
     let _serial = global_state_lock();
+    require_extra_user();
     let d = TestDistro::standard("nss-getent-writable");
     let mode = fs::metadata(GETENT).expect("getent is installed").permissions().mode() & 0o7777;
     let restore = Restore(mode);
@@ -140,8 +141,8 @@ fn as_id(id: u32, args: &[&str]) -> std::process::Command {
 /// environment (which ptrace's access check guards) nor signal it.
 #[test]
 fn helpers_getent_runs_as_nobody_out_of_the_callers_reach() {
-    require_extra_user();
     let _serial = global_state_lock();
+    require_extra_user();
     let (uid, _) = user_ids(EXTRA_USER);
     let d = TestDistro::standard("nss-nobody");
     let blocking = BlockingPasswd::install();
