@@ -212,17 +212,6 @@ pub fn point_to(e: Error) -> Error {
     e.with_hint(hint)
 }
 
-/// Whether to bind the identity files the way kernels before 6.15 need,
-/// where the kernel would take the direct way: the test suite's switch for
-/// testing that path on a new kernel; compiled only into test builds.
-pub fn identity_via_etc() -> bool {
-    #[cfg(feature = "test-seams")]
-    if std::env::var_os("DISTRORUN_TEST_IDENTITY_VIA_ETC").is_some_and(|v| v == "1") {
-        return true;
-    }
-    false
-}
-
 /// The test suite's stand-in for Ubuntu's `AppArmor` restriction; compiled
 /// only into test builds of distrorun, never into the helper.
 pub fn simulation() -> Simulate {

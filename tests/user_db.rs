@@ -63,6 +63,19 @@ per_backend! {
         assert_eq!(lines.len(), 5, "{}", out.report());
     }
 
+    /// The tmpfs that holds the merged files is seen inside only through
+    /// the two files bound from it: its root is mounted nowhere in the new
+    /// root, and the distro's /etc is the distro's.
+    fn the_identity_tmpfs_shows_only_as_its_two_files(b) {
+        let d = TestDistro::standard("udb-staged");
+        let script = "dev=$(awk '$5 == \"/etc/passwd\" { print $3 }' /proc/self/mountinfo); \
+                      awk -v dev=\"$dev\" '$3 == dev { print $4, $5 }' /proc/self/mountinfo; \
+                      test -s /etc/debian_version && echo etc-is-the-distros";
+        let out = run_in(b, &d, &["sh", "-c", script]).output();
+        out.assert_ok();
+        assert_eq!(out.stdout_str(), "/passwd /etc/passwd\n/group /etc/group\netc-is-the-distros\n", "{}", out.report());
+    }
+
     /// The distro's own entries are kept as they are, and never doubled.
     fn caller_mode_keeps_the_distros_entries(b) {
         let d = TestDistro::standard("udb-keep");
@@ -242,31 +255,4 @@ fn root_sees_the_distros_own_files() {
     out.assert_code(0);
     assert!(!out.stderr_str().contains("private tmpfs"), "{}", out.report());
     assert_eq!(out.stdout, fs::read(Path::new(GUEST).join("etc/passwd")).unwrap(), "{}", out.report());
-}
-
-/// Kernels before 6.15 refuse to clone a file from a tmpfs that is attached
-/// nowhere; there the tmpfs is attached on the new root's /etc for a moment.
-/// The test build takes that path on request: the files must come out the
-/// same, and /etc must be the distro's again afterwards.
-#[test]
-fn the_path_for_kernels_before_6_15_gives_the_same_files() {
-    let d = TestDistro::standard("udb-via-etc");
-    let (uid, _) = user_ids(USER);
-    let script =
-        "id -un; getent passwd $(id -u); cat /etc/debian_version >/dev/null && echo etc-is-the-distros; \
-                  awk '$5 ~ \"^/etc\" { for (i = 7; i <= NF; i++) if ($i == \"-\") { print $5, $(i + 1); break } }' /proc/self/mountinfo";
-    let out = Run::user(&["-v", &d.name, "sh", "-c", script])
-        .bin(SEAM_BIN)
-        .env("DISTRORUN_TEST_IDENTITY_VIA_ETC", "1")
-        .output();
-    out.assert_code(0).assert_stderr_has("from a private tmpfs");
-    assert_eq!(
-        out.stdout_str(),
-        format!(
-            "{USER}\n{}\netc-is-the-distros\n/etc/passwd tmpfs\n/etc/group tmpfs\n",
-            host_getent("passwd", &uid.to_string())
-        ),
-        "{}",
-        out.report()
-    );
 }

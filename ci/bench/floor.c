@@ -13,7 +13,7 @@
  * and each also with -DFAIR, the floor of what distrorun's default config
  * does beyond that: the caller looked up through NSS (getpwuid, getgrgid),
  * and DIR's /etc/passwd and /etc/group with one line each added, written
- * into one detached tmpfs and bound read-only over the two files.
+ * into one tmpfs of its own and bound read-only over the two files.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -119,11 +119,15 @@ static void bind_volume(int rootfd, const char *path, unsigned long long attrs)
 	close(tree);
 }
 
-static int mount_root(const char *dir)
+/* TMPFS, when not -1, is attached on DIR after the copy, beneath it. */
+static int mount_root(const char *dir, int tmpfs)
 {
 	int tree = clone_tree(dir, VOLUME_ATTRS);
 	int rootfd;
 
+	if (tmpfs >= 0 && syscall(SYS_move_mount, tmpfs, "", AT_FDCWD, dir,
+				  MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		die("move_mount the tmpfs on %s", dir);
 	if (syscall(SYS_move_mount, tree, "", AT_FDCWD, dir,
 		    MOVE_MOUNT_F_EMPTY_PATH) < 0)
 		die("move_mount %s", dir);
@@ -175,7 +179,7 @@ static void write_merged(int tmpfs, const char *dir, const char *file,
 	close(out);
 }
 
-/* Binds NAME of the detached TMPFS read-only over FILE in the new root. */
+/* Binds NAME of TMPFS read-only over FILE in the new root. */
 static void bind_file(int rootfd, int tmpfs, const char *name, const char *file)
 {
 	struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY | KERNFS_ATTRS };
@@ -200,8 +204,14 @@ static void bind_file(int rootfd, int tmpfs, const char *name, const char *file)
 	close(copy);
 }
 
-static void bind_identity(int rootfd, const char *dir, const char *pw_line,
-			  const char *gr_line)
+/*
+ * A tmpfs holding DIR's /etc/passwd and /etc/group with one line added to
+ * each.  It is attached beneath the new root (see mount_root), not left
+ * detached: closing a detached mount unmounts it on its own, which waits out
+ * an RCU grace period, while beneath the root it goes with the old root in
+ * the one unmount that pivot_root needs anyway.  distrorun does the same.
+ */
+static int identity_tmpfs(const char *dir, const char *pw_line, const char *gr_line)
 {
 	int fs = syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC), tmpfs;
 
@@ -215,6 +225,11 @@ static void bind_identity(int rootfd, const char *dir, const char *pw_line,
 	close(fs);
 	write_merged(tmpfs, dir, "/etc/passwd", "passwd", pw_line);
 	write_merged(tmpfs, dir, "/etc/group", "group", gr_line);
+	return tmpfs;
+}
+
+static void bind_identity(int rootfd, int tmpfs)
+{
 	bind_file(rootfd, tmpfs, "passwd", "/etc/passwd");
 	bind_file(rootfd, tmpfs, "group", "/etc/group");
 	close(tmpfs);
@@ -245,7 +260,7 @@ int main(int argc, char **argv)
 	uid_t uid = getuid();
 	gid_t gid = getgid();
 	char cwd[4096];
-	int sep, i, rootfd;
+	int sep, i, rootfd, tmpfs = -1;
 #ifdef FAIR
 	char pw_line[1024], gr_line[1024];
 	struct passwd *pw;
@@ -284,14 +299,17 @@ int main(int argc, char **argv)
 	if (mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL) < 0)
 		die("mount --make-rslave /");
 
-	rootfd = mount_root(argv[1]);
+#ifdef FAIR
+	tmpfs = identity_tmpfs(argv[1], pw_line, gr_line);
+#endif
+	rootfd = mount_root(argv[1], tmpfs);
 	for (i = 2; i < sep; i++)
 		bind_volume(rootfd, argv[i],
 			    strcmp(argv[i], "/dev") == 0 ? DEV_ATTRS : VOLUME_ATTRS);
 	bind_volume(rootfd, "/proc", KERNFS_ATTRS);
 	bind_volume(rootfd, "/sys", KERNFS_ATTRS);
 #ifdef FAIR
-	bind_identity(rootfd, argv[1], pw_line, gr_line);
+	bind_identity(rootfd, tmpfs);
 #endif
 	switch_root(rootfd, cwd);
 	close(rootfd);

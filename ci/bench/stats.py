@@ -127,18 +127,17 @@ def result(results, name):
 
 
 def pool(raw):
-    """Pools the ABBA halves of one hyperfine invocation.
+    """Pools the rounds of one hyperfine invocation.
 
-    ci/bench/run names each command twice, "NAME (a)" in the first half of
-    the invocation and "NAME (b)" in the second, in reverse order, so that a
-    machine that speeds up or slows down during the invocation weighs on
-    every command alike. The two halves' run times are joined into one
-    result per command."""
+    ci/bench/run names each command once per round, "NAME [1]", "NAME [2]"
+    and so on, every other round in reverse order, so that a machine that
+    speeds up or slows down during the invocation weighs on every command
+    alike. The rounds' run times are joined into one result per command."""
     by_name = {}
     for r in raw["results"]:
-        for half in (" (a)", " (b)"):
-            if r["command"].endswith(half):
-                by_name.setdefault(r["command"][: -len(half)], []).extend(r["times"])
+        m = re.fullmatch(r"(.*) \[\d+\]", r["command"])
+        if m:
+            by_name.setdefault(m.group(1), []).extend(r["times"])
     results = []
     for name, times in by_name.items():
         results.append({
@@ -399,7 +398,7 @@ def main(argv):
     p = argparse.ArgumentParser(prog="stats.py", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    s = sub.add_parser("pool", help="pool the ABBA halves of a hyperfine JSON export")
+    s = sub.add_parser("pool", help="pool the rounds of a hyperfine JSON export")
     s.add_argument("raw")
     s.add_argument("out")
 

@@ -170,12 +170,29 @@ mod tests {
     use super::*;
     use std::fs;
 
-    fn tempdir(tag: &str) -> PathBuf {
+    /// A scratch directory with `sys` and `user` below it, removed when
+    /// the test ends.
+    struct TempDir(PathBuf);
+
+    impl std::ops::Deref for TempDir {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn tempdir(tag: &str) -> TempDir {
         let dir = std::env::temp_dir().join(format!("distrorun-load-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.join("sys")).unwrap();
         fs::create_dir_all(dir.join("user")).unwrap();
-        dir
+        TempDir(dir)
     }
 
     #[test]

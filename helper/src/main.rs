@@ -80,7 +80,7 @@ fn run() -> Result<Infallible, Error> {
     // 11. The mounts, the identity files and the root switch, the same
     //     engine as the userns backend; CAP_SYS_ADMIN is in effect only
     //     while it mounts.
-    rootfs::enter(&plan, &distro_dir, &privileged, identity.as_ref(), log)?;
+    rootfs::enter(&plan, distro_dir, &privileged, identity.as_ref(), log)?;
     // 12. The working directory and the command's path, as the caller.
     exec::enter_workdir(&plan, log)?;
     let command = exec::argv(&plan)?;
@@ -94,13 +94,7 @@ fn run() -> Result<Infallible, Error> {
 /// helper read itself at step 1, for its own NSS lookups; only root's
 /// files are trusted on the way.
 fn identity_lookup(caller: &Caller) -> userdb::Lookup {
-    userdb::Lookup {
-        uid: caller.uid,
-        gid: caller.gid,
-        groups: caller.groups.clone(),
-        only_root_files: true,
-        via_etc: false,
-    }
+    userdb::Lookup { uid: caller.uid, gid: caller.gid, groups: caller.groups.clone(), only_root_files: true }
 }
 
 fn make_plan(found: &load::Found, args: HelperArgs, env: &Env) -> Result<Plan, Error> {

@@ -94,7 +94,6 @@ fn identity_lookup(caller: &Caller, fake_root: bool) -> Option<Lookup> {
         gid: caller.gid,
         groups: caller.groups.clone(),
         only_root_files: false,
-        via_etc: machine::identity_via_etc(),
     })
 }
 
@@ -106,7 +105,7 @@ fn build_and_exec(plan: &Plan, lookup: Option<&Lookup>, log: Log) -> Error {
             Some(lookup) => userdb::prepare(plan, &dir, lookup, log)?,
             None => None,
         };
-        rootfs::enter(plan, &dir, &AlreadyHeld, identity.as_ref(), log)?;
+        rootfs::enter(plan, dir, &AlreadyHeld, identity.as_ref(), log)?;
         exec::enter_workdir(plan, log)?;
         exec::argv(plan)
     };

@@ -129,7 +129,7 @@ impl Images {
         {
             require_tool(tool);
         }
-        let dir = TempDir::new("registry-images");
+        let dir = TempDir::fixed("registry-images");
         let craft = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/registry/craft.py");
         sh(&format!(
             r"cd {d}

@@ -3,7 +3,8 @@
 //!
 //! 1. every mount becomes a slave of the host's;
 //! 2. a recursive copy of the distro directory is mounted on top of itself,
-//!    so that it is a mount point that `pivot_root` accepts;
+//!    so that it is a mount point that `pivot_root` accepts; the tmpfs with
+//!    the merged identity files (`user_db`), if any, goes between the two;
 //! 3. each volume is cloned from the host and attached inside, parents
 //!    before children;
 //! 4. the merged identity files, if any (`user_db`), are bound over the
@@ -47,7 +48,8 @@ impl MountPrivilege for AlreadyHeld {
 }
 
 /// Steps 1 to 5. `distro_dir` is the distro directory, opened (`O_PATH`)
-/// after entering the mount namespace, so that it names a mount of it.
+/// after entering the mount namespace, so that it names a mount of it; it
+/// is closed once the new root is attached.
 /// Each volume's source is opened and checked as the caller, with no
 /// capability; the right to mount is used only for the mount itself. One
 /// volume at a time, so that a config's length never decides how many
@@ -58,22 +60,29 @@ impl MountPrivilege for AlreadyHeld {
 /// bound after the volumes, so that the files they cover are the distro's.
 pub fn enter(
     plan: &Plan,
-    distro_dir: &OwnedFd,
+    distro_dir: OwnedFd,
     privilege: &impl MountPrivilege,
     identity: Option<&userdb::Prepared>,
     log: Log,
 ) -> Result<(), Error> {
-    let root = privilege.mounting(|| {
+    let (root, staged) = privilege.mounting(|| {
         mount::make_rslave()?;
-        mount_root(plan, distro_dir, log)
+        let tree = clone_root(plan, &distro_dir)?;
+        // Cloned first, so that the staged tmpfs is not in the copy.
+        let staged = identity.map(|prepared| userdb::stage(plan, &distro_dir, prepared)).transpose()?;
+        attach_root(plan, &distro_dir, &tree, log)?;
+        Ok((tree, staged))
     })?;
+    // Everything below goes through the new root's descriptor; closing this
+    // one keeps the run within the descriptors it always needed.
+    drop(distro_dir);
     for spec in &plan.mounts {
         if let Some(source) = open_source(plan, spec, log)? {
             privilege.mounting(|| bind_volume(plan, &root, spec, &source, log))?;
         }
     }
-    if let Some(identity) = identity {
-        privilege.mounting(|| userdb::install(plan, &root, identity, log))?;
+    if let Some(staged) = staged {
+        privilege.mounting(|| userdb::install(plan, &root, &staged, log))?;
     }
     privilege.mounting(|| switch_root(plan, &root))
 }
@@ -113,22 +122,29 @@ fn check_source(spec: &MountSpec, source: &OwnedFd) -> Result<(), Errno> {
     Ok(())
 }
 
-fn mount_root(plan: &Plan, distro_dir: &OwnedFd, log: Log) -> Result<OwnedFd, Error> {
-    let dir = plan.root.display();
-    let fail = |e: Errno| {
-        let err = Error::sys(format!("mount the root of distro {} from {dir}", plan.distro), e);
-        match explain(e) {
-            Some(hint) => err.with_hint(hint),
-            None => err,
-        }
-    };
-    let tree = mount::clone_tree(distro_dir).map_err(fail)?;
-    mount::set_attrs(&tree, plan.root_attrs).map_err(fail)?;
-    mount::attach(&tree, distro_dir).map_err(fail)?;
-    log.step(format_args!("root {dir} ({})", plan.root_attrs));
-    // The descriptor from open_tree now names the root of the attached tree,
-    // so every later lookup below it sees the mounts made on it.
+/// A detached recursive copy of the distro directory, with the plan's
+/// attributes.
+fn clone_root(plan: &Plan, distro_dir: &OwnedFd) -> Result<OwnedFd, Error> {
+    let tree = mount::clone_tree(distro_dir).map_err(|e| root_error(plan, e))?;
+    mount::set_attrs(&tree, plan.root_attrs).map_err(|e| root_error(plan, e))?;
     Ok(tree)
+}
+
+/// Attaches the copy on top of the distro directory (and of whatever was
+/// staged on it). The descriptor from `open_tree` then names the root of the
+/// attached tree, so every later lookup below it sees the mounts made on it.
+fn attach_root(plan: &Plan, distro_dir: &OwnedFd, tree: &OwnedFd, log: Log) -> Result<(), Error> {
+    mount::attach(tree, distro_dir).map_err(|e| root_error(plan, e))?;
+    log.step(format_args!("root {} ({})", plan.root.display(), plan.root_attrs));
+    Ok(())
+}
+
+fn root_error(plan: &Plan, e: Errno) -> Error {
+    let err = Error::sys(format!("mount the root of distro {} from {}", plan.distro, plan.root.display()), e);
+    match explain(e) {
+        Some(hint) => err.with_hint(hint),
+        None => err,
+    }
 }
 
 fn bind_volume(
@@ -207,7 +223,8 @@ fn switch_root(plan: &Plan, root: &OwnedFd) -> Result<(), Error> {
     fchdir(root.as_fd()).map_err(|e| Error::sys(what(), e))?;
     // With both arguments ".", the old root ends up stacked on the new one,
     // and detaching "." removes it: no directory for it is ever needed in
-    // the distro tree, which distrorun must not change.
+    // the distro tree, which distrorun must not change. The staged identity
+    // tmpfs goes with it, in this one unmount.
     pivot_root(".", ".").map_err(|e| Error::sys(what(), e))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| Error::sys("detach the host's root", e))?;
     chdir("/").map_err(|e| Error::sys("change directory to the new root", e))

@@ -6,16 +6,17 @@
 //! the host's NSS (and, for `"host"`, read the host's own files). The merge
 //! itself is the pure [`distrorun_config::userdb`].
 //!
-//! [`install`] runs with the right to mount, after the volumes and before
-//! the root switch: it writes the merged files into a tmpfs made with
-//! `fsopen`/`fsmount`, which is attached nowhere, so the host never sees it
-//! and no other user can reach it, and binds each file, read-only, over
-//! its place in the new root. Nothing is ever written into the distro tree.
+//! [`stage`] and [`install`] run with the right to mount, in the private
+//! mount namespace: the merged files go into a tmpfs made with
+//! `fsopen`/`fsmount`, which only this namespace ever holds, beneath the
+//! new root and hidden by it, so the host never sees it and no other user
+//! can reach it; each file is bound, read-only, over its place in the new
+//! root. Nothing is ever written into the distro tree.
 
 use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use distrorun_config::nss;
@@ -24,7 +25,6 @@ use distrorun_config::userdb::{self, GroupEntry, Limits, Merged, PasswdEntry};
 use distrorun_config::{Attrs, Plan, UserDb};
 use nix::errno::Errno;
 use nix::fcntl::{openat, openat2, OFlag, OpenHow, ResolveFlag, AT_FDCWD};
-use nix::mount::{umount2, MntFlags};
 use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::unistd::{Gid, Uid};
 
@@ -48,17 +48,12 @@ pub struct Lookup {
     /// The supplementary groups the process holds, which the command keeps.
     pub groups: Vec<Gid>,
     pub only_root_files: bool,
-    /// Take the kernels-before-6.15 path in [`install`] even where the
-    /// direct one works, so that the test suite can exercise it; only the
-    /// unprivileged front end's test build ever sets it.
-    pub via_etc: bool,
 }
 
 /// The files to provide, merged and checked, ready for [`install`].
 #[derive(Debug)]
 pub struct Prepared {
     merged: Merged,
-    via_etc: bool,
 }
 
 /// Decides what the command's identity files hold; None when the distro's
@@ -133,7 +128,7 @@ pub fn prepare(
             ));
         }
     }
-    Ok(Some(Prepared { merged, via_etc: lookup.via_etc }))
+    Ok(Some(Prepared { merged }))
 }
 
 /// The caller's own entry and groups, as the host's NSS gives them for the
@@ -241,7 +236,10 @@ fn read_checked(fd: OwnedFd, shown: &Path, lookup: &Lookup) -> Result<Vec<u8>, E
     if st.st_mode & 0o022 != 0 {
         return Err(untrusted("it is writable by group or others"));
     }
-    let mut bytes = Vec::new();
+    // Sized from fstat, so that the whole file comes in one read.
+    let mut bytes = Vec::with_capacity(
+        usize::try_from(u64::try_from(st.st_size).unwrap_or(0).min(MAX_FILE)).unwrap_or(0) + 1,
+    );
     File::from(fd)
         .take(MAX_FILE + 1)
         .read_to_end(&mut bytes)
@@ -252,32 +250,62 @@ fn read_checked(fd: OwnedFd, shown: &Path, lookup: &Lookup) -> Result<Vec<u8>, E
     Ok(bytes)
 }
 
-/// Binds the prepared files over `/etc/passwd` and `/etc/group` in the new
-/// root. Needs the right to mount; `root` names the attached new root.
-/// Both files live in one tmpfs; at most three descriptors are open at
-/// once (the tmpfs and the two copies), as many as binding a volume takes.
-pub fn install(plan: &Plan, root: &OwnedFd, prepared: &Prepared, log: Log) -> Result<(), Error> {
-    let fail = |what: &str, e: Errno| {
-        let err = Error::sys(format!("{what} for the identity files of distro {}", plan.distro), e);
-        match mount::explain(e) {
-            Some(hint) => err.with_hint(hint),
-            None => err,
+/// The merged files in a tmpfs of their own, attached beneath where the new
+/// root goes; made by [`stage`], bound by [`install`].
+#[derive(Debug)]
+pub struct Staged {
+    tmpfs: OwnedFd,
+}
+
+/// Writes the prepared files into a new tmpfs and attaches it on `under`,
+/// the distro directory, after the new root was cloned from it and before
+/// that clone is attached on top. Needs the right to mount.
+///
+/// Attached there, the tmpfs is hidden by the new root at once, is never
+/// part of it, and is detached together with the host's root in the one
+/// lazy unmount that `pivot_root` needs anyway. Left detached, its last
+/// descriptor's close would unmount it on its own, and every unmount waits
+/// out an RCU grace period: 0.1 to 0.3 ms of each launch. Files are also
+/// cloned from an attached mount on every kernel, where kernels before 6.15
+/// refuse a detached one.
+pub fn stage(plan: &Plan, under: &OwnedFd, prepared: &Prepared) -> Result<Staged, Error> {
+    let tmpfs = (|| -> Result<OwnedFd, Errno> {
+        let tmpfs = {
+            let fs = sys::fsopen(c"tmpfs")?;
+            sys::fsconfig_create(fs.as_fd())?;
+            sys::fsmount(fs.as_fd(), sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC)?
+        };
+        for (inside, contents) in prepared.files() {
+            write_file(&tmpfs, &file_name(inside)?, contents)?;
         }
-    };
-    let files =
-        [(IDENTITY_FILES[0], &prepared.merged.passwd[..]), (IDENTITY_FILES[1], &prepared.merged.group[..])];
-    let copies = private_copies(&files, root, prepared.via_etc)
-        .map_err(|e| fail("provide /etc/passwd and /etc/group", e))?;
-    for ((inside, _), copy) in files.iter().zip(copies) {
+        mount::attach(&tmpfs, under)?;
+        Ok(tmpfs)
+    })()
+    .map_err(|e| identity_error(plan, "provide /etc/passwd and /etc/group", e))?;
+    // The descriptor from fsmount now names the attached tmpfs.
+    Ok(Staged { tmpfs })
+}
+
+/// Binds the staged files, read-only, over `/etc/passwd` and `/etc/group`
+/// in the new root, after the volumes so that the files they cover are the
+/// distro's. Needs the right to mount; `root` names the attached new root.
+pub fn install(plan: &Plan, root: &OwnedFd, staged: &Staged, log: Log) -> Result<(), Error> {
+    for inside in IDENTITY_FILES {
+        let copy = file_name(inside)
+            .and_then(|name| {
+                sys::open_tree_at(staged.tmpfs.as_fd(), &name, sys::OPEN_TREE_CLONE | sys::OPEN_TREE_CLOEXEC)
+            })
+            .map_err(|e| identity_error(plan, &format!("bind the merged {inside}"), e))?;
         mount::set_attrs(&copy, Attrs { read_only: true, nosuid: true, nodev: true, noexec: true })
-            .map_err(|e| fail(&format!("make {inside} read-only"), e))?;
+            .map_err(|e| identity_error(plan, &format!("make {inside} read-only"), e))?;
         let target = mount::open_target(root, Path::new(inside)).map_err(|e| {
             Error::sys(
                 format!("open {} of distro {}", plan.host_target(Path::new(inside)).display(), plan.distro),
                 e,
             )
         })?;
-        mount::attach(&copy, &target).map_err(|e| fail(&format!("mount the merged {inside}"), e))?;
+        mount::attach(&copy, &target)
+            .map_err(|e| identity_error(plan, &format!("mount the merged {inside}"), e))?;
     }
     log.step(format_args!(
         "user_db {}: /etc/passwd and /etc/group from a private tmpfs (read-only)",
@@ -286,21 +314,23 @@ pub fn install(plan: &Plan, root: &OwnedFd, prepared: &Prepared, log: Log) -> Re
     Ok(())
 }
 
-/// Detached binds of files holding the given contents, all in one tmpfs
-/// that is attached nowhere, so that nobody else can reach them.
-fn private_copies(files: &[(&str, &[u8]); 2], root: &OwnedFd, via_etc: bool) -> Result<[OwnedFd; 2], Errno> {
-    let tmpfs = {
-        let fs = sys::fsopen(c"tmpfs")?;
-        sys::fsconfig_create(fs.as_fd())?;
-        sys::fsmount(fs.as_fd(), sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC)?
-    };
-    let mut names = Vec::with_capacity(2);
-    for (inside, contents) in files {
-        let name = CString::new(inside.trim_start_matches("/etc/")).map_err(|_| Errno::EINVAL)?;
-        write_file(&tmpfs, &name, contents)?;
-        names.push(name);
+impl Prepared {
+    fn files(&self) -> [(&'static str, &[u8]); 2] {
+        [(IDENTITY_FILES[0], &self.merged.passwd[..]), (IDENTITY_FILES[1], &self.merged.group[..])]
     }
-    clone_files(&tmpfs, [&names[0], &names[1]], root, via_etc)
+}
+
+/// The name in the tmpfs of the file bound on `inside`.
+fn file_name(inside: &str) -> Result<CString, Errno> {
+    CString::new(inside.trim_start_matches("/etc/")).map_err(|_| Errno::EINVAL)
+}
+
+fn identity_error(plan: &Plan, what: &str, e: Errno) -> Error {
+    let err = Error::sys(format!("{what} for the identity files of distro {}", plan.distro), e);
+    match mount::explain(e) {
+        Some(hint) => err.with_hint(hint),
+        None => err,
+    }
 }
 
 fn write_file(dir: &OwnedFd, name: &CStr, contents: &[u8]) -> Result<(), Errno> {
@@ -313,52 +343,13 @@ fn write_file(dir: &OwnedFd, name: &CStr, contents: &[u8]) -> Result<(), Errno> 
     File::from(fd).write_all(contents).map_err(|e| e.raw_os_error().map_or(Errno::EIO, Errno::from_raw))
 }
 
-/// Binds of the files `names` of the detached tmpfs. Kernels before 6.15
-/// refuse to clone from a mount that is in no namespace (EINVAL); there the
-/// tmpfs is attached for a moment on the new root's `/etc`, which it hides
-/// only until it is detached again, right after the copies.
-fn clone_files(
-    tmpfs: &OwnedFd,
-    names: [&CStr; 2],
-    root: &OwnedFd,
-    via_etc: bool,
-) -> Result<[OwnedFd; 2], Errno> {
-    let flags = sys::OPEN_TREE_CLONE | sys::OPEN_TREE_CLOEXEC;
-    let clone_both = || -> Result<[OwnedFd; 2], Errno> {
-        Ok([
-            sys::open_tree_at(tmpfs.as_fd(), names[0], flags)?,
-            sys::open_tree_at(tmpfs.as_fd(), names[1], flags)?,
-        ])
-    };
-    if !via_etc {
-        match clone_both() {
-            Err(Errno::EINVAL) => {}
-            other => return other,
-        }
-    }
-    mount::attach(tmpfs, &mount::open_target(root, Path::new("/etc"))?)?;
-    let copies = clone_both();
-    // The descriptor now names the attached tmpfs; /proc/self/fd leads
-    // umount2 to exactly that mount.
-    let detached = umount2(format!("/proc/self/fd/{}", tmpfs.as_raw_fd()).as_str(), MntFlags::MNT_DETACH);
-    let copies = copies?;
-    detached?;
-    Ok(copies)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
     fn lookup(only_root_files: bool) -> Lookup {
-        Lookup {
-            uid: nix::unistd::getuid(),
-            gid: nix::unistd::getgid(),
-            groups: vec![],
-            only_root_files,
-            via_etc: false,
-        }
+        Lookup { uid: nix::unistd::getuid(), gid: nix::unistd::getgid(), groups: vec![], only_root_files }
     }
 
     fn read(path: &Path, l: &Lookup) -> Result<Vec<u8>, String> {

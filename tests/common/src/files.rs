@@ -184,6 +184,20 @@ impl TempDir {
         TempDir { path }
     }
 
+    /// Under /tmp at a fixed name, emptied first: for what a test binary
+    /// keeps in a static, whose `Drop` never runs, so that runs leave at
+    /// most one copy behind rather than one each.
+    pub fn fixed(tag: &str) -> TempDir {
+        let path = Path::new("/tmp").join(format!("distrorun-test-{tag}"));
+        if fs::symlink_metadata(&path).is_ok() {
+            assert!(host_mounts_under(&path).is_empty(), "{} has mounts below it", path.display());
+            fs::remove_dir_all(&path).unwrap_or_else(|e| panic!("rm -r {}: {e}", path.display()));
+        }
+        fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        chmod(&path, 0o755);
+        TempDir { path }
+    }
+
     /// Under /tmp, owned by `user`: a place that user controls, e.g. for
     /// marker files left by commands run as that user.
     pub fn owned_by(user: &str, tag: &str) -> TempDir {
