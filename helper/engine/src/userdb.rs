@@ -265,9 +265,9 @@ pub struct Staged {
 /// part of it, and is detached together with the host's root in the one
 /// lazy unmount that `pivot_root` needs anyway. Left detached, its last
 /// descriptor's close would unmount it on its own, and every unmount waits
-/// out an RCU grace period: 0.1 to 0.3 ms of each launch. Files are also
-/// cloned from an attached mount on every kernel, where kernels before 6.15
-/// refuse a detached one.
+/// out an RCU grace period: microseconds on an idle machine, milliseconds
+/// when the other CPUs are busy. Files are also cloned from an attached
+/// mount on every kernel, where kernels before 6.15 refuse a detached one.
 pub fn stage(plan: &Plan, under: &OwnedFd, prepared: &Prepared) -> Result<Staged, Error> {
     let tmpfs = (|| -> Result<OwnedFd, Errno> {
         let tmpfs = {
