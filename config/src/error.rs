@@ -34,6 +34,13 @@ pub enum Error {
     Handoff(String),
 }
 
+/// The errno an `io::Error` carries; EIO for one the kernel did not report
+/// (std's own errors, a short write), never errno 0, which reads as
+/// "Unknown errno".
+pub fn errno_of(e: &std::io::Error) -> Errno {
+    e.raw_os_error().map_or(Errno::EIO, Errno::from_raw)
+}
+
 impl Error {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, errno: Errno) -> Self {
         Error::Io { op, path: path.into(), errno }
@@ -107,3 +114,15 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_of_keeps_the_kernels_errno_and_never_gives_zero() {
+        assert_eq!(errno_of(&std::io::Error::from_raw_os_error(Errno::EACCES as i32)), Errno::EACCES);
+        assert_eq!(errno_of(&std::io::Error::other("a short write")), Errno::EIO);
+        assert_eq!(errno_of(&std::io::ErrorKind::WriteZero.into()), Errno::EIO);
+    }
+}

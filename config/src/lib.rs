@@ -17,7 +17,7 @@ pub mod schema;
 pub mod trust;
 pub mod userdb;
 
-pub use error::Error;
+pub use error::{errno_of, Error};
 pub use load::{Found, Origin};
 pub use plan::{Attrs, Command, MountSpec, Plan, Request, SourceChecks, VolumeOrigin};
 pub use schema::{BackendChoice, Distro, IdMode, Volume};

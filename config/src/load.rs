@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 
-use crate::{libconfig, name, paths, trust, Distro, Error};
+use crate::{errno_of, libconfig, name, paths, trust, Distro, Error};
 
 /// Non-blocking, so that a FIFO named like a config cannot hang the open.
 const OPEN_FLAGS: i32 = nix::fcntl::OFlag::O_NONBLOCK.bits() | nix::fcntl::OFlag::O_NOCTTY.bits();
@@ -138,7 +138,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Distro, Error> {
 fn read_if_present(path: &Path) -> Result<Option<String>, Error> {
     match OpenOptions::new().read(true).custom_flags(OPEN_FLAGS).open(path) {
         Ok(file) => read_capped(file, path).map(Some),
-        Err(e) => match Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
+        Err(e) => match errno_of(&e) {
             Errno::ENOENT | Errno::ENOTDIR => Ok(None),
             errno => Err(Error::io("open", path, errno)),
         },
@@ -148,16 +148,14 @@ fn read_if_present(path: &Path) -> Result<Option<String>, Error> {
 /// Reads a regular file of at most [`MAX_CONFIG_BYTES`], in one read where
 /// its size allows.
 fn read_capped(file: File, path: &Path) -> Result<String, Error> {
-    let meta = file
-        .metadata()
-        .map_err(|e| Error::io("stat", path, Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
+    let meta = file.metadata().map_err(|e| Error::io("stat", path, errno_of(&e)))?;
     if !meta.file_type().is_file() {
         return Err(Error::Invalid { path: path.into(), msg: "is not a regular file".into() });
     }
     let mut bytes = Vec::with_capacity(meta.len().min(MAX_CONFIG_BYTES) as usize + 1);
     file.take(MAX_CONFIG_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| Error::io("read", path, Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
+        .map_err(|e| Error::io("read", path, errno_of(&e)))?;
     if bytes.len() as u64 > MAX_CONFIG_BYTES {
         return Err(Error::Invalid { path: path.into(), msg: "is larger than 1 MiB".into() });
     }

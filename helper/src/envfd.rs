@@ -19,6 +19,7 @@ use std::io::Read;
 use std::os::fd::RawFd;
 use std::os::unix::fs::OpenOptionsExt;
 
+use distrorun_config::errno_of;
 use distrorun_config::handoff::{self, MAX_ENVIRONMENT_BYTES};
 use distrorun_engine::Error;
 use nix::errno::Errno;
@@ -69,8 +70,4 @@ fn read_sealed(fd: RawFd) -> Result<Vec<u8>, Error> {
     // Sealed against growing, but read no more than the size checked.
     (&mut file).take(size).read_to_end(&mut bytes).map_err(|e| fail(errno_of(&e)))?;
     Ok(bytes)
-}
-
-fn errno_of(e: &std::io::Error) -> Errno {
-    e.raw_os_error().map_or(Errno::EIO, Errno::from_raw)
 }

@@ -69,9 +69,7 @@ pub fn mark(dir_fd: &OwnedFd, dir: &Path, key: &str, trees: &[(&OwnedFd, Stage)]
         Mode::S_IRUSR | Mode::S_IWUSR,
     )
     .map_err(fail)?;
-    std::fs::File::from(fd)
-        .write_all(text.as_bytes())
-        .map_err(|e| fail(Errno::from_raw(e.raw_os_error().unwrap_or(Errno::EIO as i32))))?;
+    std::fs::File::from(fd).write_all(text.as_bytes()).map_err(|e| fail(distrorun_config::errno_of(&e)))?;
     renameat(dir_fd, temp.as_str(), dir_fd, marker.as_str()).map_err(fail)
 }
 

@@ -283,7 +283,7 @@ pub fn ensure_standard_fds() -> Result<(), Errno> {
                 .read(true)
                 .write(true)
                 .open("/dev/null")
-                .map_err(|e| e.raw_os_error().map_or(Errno::EIO, Errno::from_raw))?;
+                .map_err(|e| distrorun_config::errno_of(&e))?;
             std::mem::forget(null);
         }
     }

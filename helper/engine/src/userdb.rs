@@ -19,9 +19,9 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
-use distrorun_config::nss;
 use distrorun_config::plan::IDENTITY_FILES;
 use distrorun_config::userdb::{self, GroupEntry, Limits, Merged, PasswdEntry};
+use distrorun_config::{errno_of, nss};
 use distrorun_config::{Attrs, Plan, UserDb};
 use nix::errno::Errno;
 use nix::fcntl::{openat, openat2, OFlag, OpenHow, ResolveFlag, AT_FDCWD};
@@ -340,7 +340,7 @@ fn write_file(dir: &OwnedFd, name: &CStr, contents: &[u8]) -> Result<(), Errno> 
         OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
         Mode::from_bits_truncate(0o644),
     )?;
-    File::from(fd).write_all(contents).map_err(|e| e.raw_os_error().map_or(Errno::EIO, Errno::from_raw))
+    File::from(fd).write_all(contents).map_err(|e| errno_of(&e))
 }
 
 #[cfg(test)]
