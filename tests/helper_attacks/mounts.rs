@@ -189,6 +189,9 @@ fn racing_a_mount_target_between_directory_and_symlink_gains_nothing() {
     )
     .command();
     flip.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    // A group of its own, so that the mkdir or ln it is running dies with
+    // the loop and cannot leave the target behind after the cleanup.
+    std::os::unix::process::CommandExt::process_group(&mut flip, 0);
     let mut flipper = flip.spawn().unwrap();
     let probe = format!("test -e /etc/{marker} && echo MOUNTED-OVER-ETC; true");
     let mut outcomes = (0, 0);
@@ -217,7 +220,8 @@ fn racing_a_mount_target_between_directory_and_symlink_gains_nothing() {
             }
         }
     }
-    let _ = flipper.kill();
+    let group = nix::unistd::Pid::from_raw(i32::try_from(flipper.id()).expect("a pid fits in i32"));
+    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
     let _ = flipper.wait();
     eprintln!("race: {} runs mounted on the directory, {} refused", outcomes.0, outcomes.1);
     if let Some(f) = failure {
