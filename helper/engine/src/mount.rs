@@ -96,6 +96,16 @@ pub fn kernel_filesystem(fd: &OwnedFd) -> Result<Option<&'static str>, Errno> {
     Ok(known.iter().find(|(magic, _)| *magic == kind).map(|(_, name)| *name))
 }
 
+/// A failed mount step, with the kernel-version hint where the call does
+/// not exist on this kernel.
+pub fn error(what: impl Into<String>, errno: Errno) -> Error {
+    let err = Error::sys(what, errno);
+    match explain(errno) {
+        Some(hint) => err.with_hint(hint),
+        None => err,
+    }
+}
+
 /// The message for a mount API call that does not exist on this kernel.
 pub fn explain(errno: Errno) -> Option<&'static str> {
     (errno == Errno::ENOSYS)

@@ -140,11 +140,7 @@ fn attach_root(plan: &Plan, distro_dir: &OwnedFd, tree: &OwnedFd, log: Log) -> R
 }
 
 fn root_error(plan: &Plan, e: Errno) -> Error {
-    let err = Error::sys(format!("mount the root of distro {} from {}", plan.distro, plan.root.display()), e);
-    match explain(e) {
-        Some(hint) => err.with_hint(hint),
-        None => err,
-    }
+    mount::error(format!("mount the root of distro {} from {}", plan.distro, plan.root.display()), e)
 }
 
 fn bind_volume(

@@ -326,11 +326,7 @@ fn file_name(inside: &str) -> Result<CString, Errno> {
 }
 
 fn identity_error(plan: &Plan, what: &str, e: Errno) -> Error {
-    let err = Error::sys(format!("{what} for the identity files of distro {}", plan.distro), e);
-    match mount::explain(e) {
-        Some(hint) => err.with_hint(hint),
-        None => err,
-    }
+    mount::error(format!("{what} for the identity files of distro {}", plan.distro), e)
 }
 
 fn write_file(dir: &OwnedFd, name: &CStr, contents: &[u8]) -> Result<(), Errno> {
