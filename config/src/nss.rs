@@ -28,7 +28,7 @@ use nix::fcntl::{open, OFlag};
 use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::unistd::getresuid;
 
-use crate::userdb::{GroupEntry, PasswdEntry};
+use crate::userdb::{name_and_id, GroupEntry, PasswdEntry};
 
 /// glibc's own lookup program, run only when the files have no answer.
 pub const GETENT: &str = "/usr/bin/getent";
@@ -69,7 +69,7 @@ pub fn groups_by_gid(gids: &[u32]) -> Vec<GroupEntry> {
     let mut found: Vec<Option<GroupEntry>> = vec![None; gids.len()];
     if let Some(text) = HostFiles::get().group() {
         for (slot, gid) in found.iter_mut().zip(gids) {
-            *slot = find_group(text, |g| g.gid == *gid);
+            *slot = find_group(text, Key::Id(*gid));
         }
     }
     let missing: Vec<u32> = gids.iter().zip(&found).filter(|(_, f)| f.is_none()).map(|(g, _)| *g).collect();
@@ -79,7 +79,7 @@ pub fn groups_by_gid(gids: &[u32]) -> Vec<GroupEntry> {
         if let Some(out) = getent(&args) {
             for (slot, gid) in found.iter_mut().zip(gids) {
                 if slot.is_none() {
-                    *slot = find_group(&out, |g| g.gid == *gid);
+                    *slot = find_group(&out, Key::Id(*gid));
                 }
             }
         }
@@ -93,11 +93,12 @@ pub fn group_by_name(name: &str) -> Option<GroupEntry> {
     if name.is_empty() || name.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    if let Some(e) = HostFiles::get().group().and_then(|t| find_group(t, |g| g.name == name.as_bytes())) {
+    let key = Key::Name(name.as_bytes());
+    if let Some(e) = HostFiles::get().group().and_then(|t| find_group(t, key)) {
         return Some(e);
     }
     let out = getent(&["group".into(), name.into()])?;
-    find_group(&out, |g| g.name == name.as_bytes())
+    find_group(&out, key)
 }
 
 /// The host files a lookup reads. A privileged process reads each only if
@@ -184,14 +185,33 @@ fn entry_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// The first entry for `uid`, as glibc's files module takes it.
-pub fn find_user(text: &[u8], uid: u32) -> Option<PasswdEntry> {
-    entry_lines(text).filter_map(PasswdEntry::parse).find(|e| e.uid == uid)
+/// What a lookup asks for: an entry by its id or by its name.
+#[derive(Debug, Clone, Copy)]
+pub enum Key<'a> {
+    Id(u32),
+    Name(&'a [u8]),
 }
 
-/// The first group entry that `wanted` accepts.
-pub fn find_group(text: &[u8], wanted: impl Fn(&GroupEntry) -> bool) -> Option<GroupEntry> {
-    entry_lines(text).filter_map(GroupEntry::parse).find(wanted)
+impl Key<'_> {
+    fn matches(self, line: &[u8]) -> bool {
+        let (name, id) = name_and_id(line);
+        match self {
+            Key::Id(wanted) => id == Some(wanted),
+            Key::Name(wanted) => name == wanted,
+        }
+    }
+}
+
+/// The first entry for `uid`, as glibc's files module takes it. Only lines
+/// with that id are parsed: every launch with `user_db: "caller"` looks the
+/// caller up, and parsing each line before it costs more than the read.
+pub fn find_user(text: &[u8], uid: u32) -> Option<PasswdEntry> {
+    entry_lines(text).filter(|l| Key::Id(uid).matches(l)).find_map(PasswdEntry::parse)
+}
+
+/// The first group entry for `key`, parsing only the lines that match it.
+pub fn find_group(text: &[u8], key: Key) -> Option<GroupEntry> {
+    entry_lines(text).filter(|l| key.matches(l)).find_map(GroupEntry::parse)
 }
 
 fn getent(args: &[String]) -> Option<Vec<u8>> {
@@ -255,8 +275,14 @@ mod tests {
         assert_eq!(find_user(text, 5).map(|e| e.name), Some(b"c".to_vec()));
         assert_eq!(find_user(text, 6), None);
         let groups = b"g:x:7:a,b\nh:x:8:\nbroken:7\n";
-        assert_eq!(find_group(groups, |g| g.gid == 7).map(|g| g.members.len()), Some(2));
-        assert_eq!(find_group(groups, |g| g.name == b"h").map(|g| g.gid), Some(8));
+        assert_eq!(find_group(groups, Key::Id(7)).map(|g| g.members.len()), Some(2));
+        assert_eq!(find_group(groups, Key::Name(b"h")).map(|g| g.gid), Some(8));
+        // A line with the id that does not parse is passed over, as before.
+        let text = b"bad:x:5:5\nok:x:5:5::/:/bin/sh\n";
+        assert_eq!(find_user(text, 5).map(|e| e.name), Some(b"ok".to_vec()));
+        let groups = b"bad:7\nbad:x:7:a:b\ng:x:7:\n";
+        assert_eq!(find_group(groups, Key::Name(b"bad")), None);
+        assert_eq!(find_group(groups, Key::Id(7)).map(|g| g.name), Some(b"g".to_vec()));
     }
 
     #[test]

@@ -221,11 +221,15 @@ fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// The name and id (third field, in both file formats) of each entry line.
 fn names_and_ids(text: &[u8]) -> impl Iterator<Item = (&[u8], Option<u32>)> {
-    lines(text).filter(|l| !l.starts_with(b"#")).map(|l| {
-        let mut f = l.split(|b| *b == b':');
-        let name = f.next().unwrap_or_default();
-        (name, f.nth(1).and_then(number))
-    })
+    lines(text).filter(|l| !l.starts_with(b"#")).map(name_and_id)
+}
+
+/// The name and id of one passwd or group line, without parsing the rest:
+/// what a lookup compares before it parses the one line it wants.
+pub fn name_and_id(line: &[u8]) -> (&[u8], Option<u32>) {
+    let mut f = line.split(|b| *b == b':');
+    let name = f.next().unwrap_or_default();
+    (name, f.nth(1).and_then(number))
 }
 
 /// Whether a passwd or group file has an entry with this id: the quick scan

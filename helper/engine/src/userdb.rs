@@ -250,6 +250,9 @@ fn read_checked(fd: OwnedFd, shown: &Path, lookup: &Lookup) -> Result<Vec<u8>, E
     Ok(bytes)
 }
 
+/// The attributes of the tmpfs and of every bind cloned from it.
+const READ_ONLY: Attrs = Attrs { read_only: true, nosuid: true, nodev: true, noexec: true };
+
 /// The merged files in a tmpfs of their own, attached beneath where the new
 /// root goes; made by [`stage`], bound by [`install`].
 #[derive(Debug)]
@@ -278,6 +281,9 @@ pub fn stage(plan: &Plan, under: &OwnedFd, prepared: &Prepared) -> Result<Staged
         for (inside, contents) in prepared.files() {
             write_file(&tmpfs, &file_name(inside)?, contents)?;
         }
+        // Read-only once written, so that each bind cloned from it is too,
+        // with no attribute call of its own.
+        mount::set_attrs(&tmpfs, READ_ONLY)?;
         mount::attach(&tmpfs, under)?;
         Ok(tmpfs)
     })()
@@ -296,8 +302,6 @@ pub fn install(plan: &Plan, root: &OwnedFd, staged: &Staged, log: Log) -> Result
                 sys::open_tree_at(staged.tmpfs.as_fd(), &name, sys::OPEN_TREE_CLONE | sys::OPEN_TREE_CLOEXEC)
             })
             .map_err(|e| identity_error(plan, &format!("bind the merged {inside}"), e))?;
-        mount::set_attrs(&copy, Attrs { read_only: true, nosuid: true, nodev: true, noexec: true })
-            .map_err(|e| identity_error(plan, &format!("make {inside} read-only"), e))?;
         let target = mount::open_target(root, Path::new(inside)).map_err(|e| {
             Error::sys(
                 format!("open {} of distro {}", plan.host_target(Path::new(inside)).display(), plan.distro),
