@@ -63,10 +63,10 @@ per_backend! {
         assert_eq!(lines.len(), 5, "{}", out.report());
     }
 
-    /// The tmpfs that holds the merged files is seen inside only through
+    /// The ramfs that holds the merged files is seen inside only through
     /// the two files bound from it: its root is mounted nowhere in the new
     /// root, and the distro's /etc is the distro's.
-    fn the_identity_tmpfs_shows_only_as_its_two_files(b) {
+    fn the_identity_ramfs_shows_only_as_its_two_files(b) {
         let d = TestDistro::standard("udb-staged");
         let script = "dev=$(awk '$5 == \"/etc/passwd\" { print $3 }' /proc/self/mountinfo); \
                       awk -v dev=\"$dev\" '$3 == dev { print $4, $5 }' /proc/self/mountinfo; \
@@ -135,12 +135,12 @@ per_backend! {
         let line = host_getent("passwd", USER);
         let want = format!("distrorun: user_db caller: /etc/passwd + {line}");
         let out = Run::user(&["-v", &d.name, "true"]).backend(b).output();
-        out.assert_code(0).assert_stderr_has(&want).assert_stderr_has("from a private tmpfs");
+        out.assert_code(0).assert_stderr_has(&want).assert_stderr_has("from a private ramfs");
         let out = Run::user(&["--dry-run", &d.name, "touch", "/tmp/never"]).backend(b).output();
         out.assert_code(0).assert_stderr_has(&want);
         let tg = group_id(GROUP);
         out.assert_stderr_has(&format!("/etc/group + {GROUP}:x:{tg}:{USER}"));
-        assert!(!out.stderr_str().contains("private tmpfs"), "a dry run mounts nothing:\n{}", out.report());
+        assert!(!out.stderr_str().contains("private ramfs"), "a dry run mounts nothing:\n{}", out.report());
     }
 
     /// A distro with no /etc/passwd runs as it is, and `-v` says why.
@@ -167,7 +167,7 @@ per_backend! {
         let d = TestDistro::with_dir("udb-known", &copy.path, "");
         let out = Run::user(&["-v", &d.name, "sh", "-c", "id -un; id -gn"]).backend(b).output();
         out.assert_code(0).assert_stderr_has(&format!("the distro knows uid {uid} and gid {gid}"));
-        assert!(!out.stderr_str().contains("private tmpfs"), "{}", out.report());
+        assert!(!out.stderr_str().contains("private ramfs"), "{}", out.report());
         assert_eq!(out.stdout_str(), "inside-name\ninside-group\n", "{}", out.report());
     }
 
@@ -253,6 +253,6 @@ fn root_sees_the_distros_own_files() {
     let d = TestDistro::standard("udb-root");
     let out = Run::root(&["-v", &d.name, "cat", "/etc/passwd"]).output();
     out.assert_code(0);
-    assert!(!out.stderr_str().contains("private tmpfs"), "{}", out.report());
+    assert!(!out.stderr_str().contains("private ramfs"), "{}", out.report());
     assert_eq!(out.stdout, fs::read(Path::new(GUEST).join("etc/passwd")).unwrap(), "{}", out.report());
 }

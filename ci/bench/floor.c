@@ -13,7 +13,7 @@
  * and each also with -DFAIR, the floor of what distrorun's default config
  * does beyond that: the caller looked up through NSS (getpwuid, getgrgid),
  * and DIR's /etc/passwd and /etc/group with one line each added, written
- * into one tmpfs of its own and bound read-only over the two files.
+ * into one ramfs of its own and bound read-only over the two files.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -120,14 +120,14 @@ static void bind_volume(int rootfd, const char *path, unsigned long long attrs)
 }
 
 /* TMPFS, when not -1, is attached on DIR after the copy, beneath it. */
-static int mount_root(const char *dir, int tmpfs)
+static int mount_root(const char *dir, int ramfs)
 {
 	int tree = clone_tree(dir, VOLUME_ATTRS);
 	int rootfd;
 
-	if (tmpfs >= 0 && syscall(SYS_move_mount, tmpfs, "", AT_FDCWD, dir,
+	if (ramfs >= 0 && syscall(SYS_move_mount, ramfs, "", AT_FDCWD, dir,
 				  MOVE_MOUNT_F_EMPTY_PATH) < 0)
-		die("move_mount the tmpfs on %s", dir);
+		die("move_mount the ramfs on %s", dir);
 	if (syscall(SYS_move_mount, tree, "", AT_FDCWD, dir,
 		    MOVE_MOUNT_F_EMPTY_PATH) < 0)
 		die("move_mount %s", dir);
@@ -153,8 +153,8 @@ static void switch_root(int rootfd, const char *cwd)
 }
 
 #ifdef FAIR
-/* A copy of DIR's FILE plus LINE, in the tmpfs TMPFS under NAME. */
-static void write_merged(int tmpfs, const char *dir, const char *file,
+/* A copy of DIR's FILE plus LINE, in the ramfs TMPFS under NAME. */
+static void write_merged(int ramfs, const char *dir, const char *file,
 			 const char *name, const char *line)
 {
 	char path[PATH_MAX], buf[1 << 16];
@@ -165,9 +165,9 @@ static void write_merged(int tmpfs, const char *dir, const char *file,
 	in = open(path, O_RDONLY | O_CLOEXEC);
 	if (in < 0)
 		die("open %s", path);
-	out = openat(tmpfs, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	out = openat(ramfs, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (out < 0)
-		die("create %s in the tmpfs", name);
+		die("create %s in the ramfs", name);
 	while ((n = read(in, buf, sizeof(buf))) > 0)
 		if (write(out, buf, n) != n)
 			die("write %s", name);
@@ -179,11 +179,10 @@ static void write_merged(int tmpfs, const char *dir, const char *file,
 	close(out);
 }
 
-/* Binds NAME of TMPFS read-only over FILE in the new root. */
-static void bind_file(int rootfd, int tmpfs, const char *name, const char *file)
+/* Binds NAME of RAMFS (read-only, as the copy is) over FILE in the new root. */
+static void bind_file(int rootfd, int ramfs, const char *name, const char *file)
 {
-	struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY | KERNFS_ATTRS };
-	int copy = syscall(SYS_open_tree, tmpfs, name, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+	int copy = syscall(SYS_open_tree, ramfs, name, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
 	struct open_how how = {
 		.flags = O_PATH | O_CLOEXEC,
 		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
@@ -192,8 +191,6 @@ static void bind_file(int rootfd, int tmpfs, const char *name, const char *file)
 
 	if (copy < 0)
 		die("open_tree %s", name);
-	if (syscall(SYS_mount_setattr, copy, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
-		die("mount_setattr %s", name);
 	target = syscall(SYS_openat2, rootfd, file, &how, sizeof(how));
 	if (target < 0)
 		die("openat2 %s inside the root", file);
@@ -205,34 +202,38 @@ static void bind_file(int rootfd, int tmpfs, const char *name, const char *file)
 }
 
 /*
- * A tmpfs holding DIR's /etc/passwd and /etc/group with one line added to
- * each.  It is attached beneath the new root (see mount_root), not left
+ * A ramfs holding DIR's /etc/passwd and /etc/group with one line added to
+ * each, made read-only once they are written, so that the binds cloned from
+ * it are too.  It is attached beneath the new root (see mount_root), not left
  * detached: closing a detached mount unmounts it on its own, which waits out
  * an RCU grace period, while beneath the root it goes with the old root in
  * the one unmount that pivot_root needs anyway.  distrorun does the same.
  */
-static int identity_tmpfs(const char *dir, const char *pw_line, const char *gr_line)
+static int identity_ramfs(const char *dir, const char *pw_line, const char *gr_line)
 {
-	int fs = syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC), tmpfs;
+	struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY | KERNFS_ATTRS };
+	int fs = syscall(SYS_fsopen, "ramfs", FSOPEN_CLOEXEC), ramfs;
 
 	if (fs < 0)
-		die("fsopen tmpfs");
+		die("fsopen ramfs");
 	if (syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
 		die("fsconfig");
-	tmpfs = syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, KERNFS_ATTRS);
-	if (tmpfs < 0)
+	ramfs = syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, KERNFS_ATTRS);
+	if (ramfs < 0)
 		die("fsmount");
 	close(fs);
-	write_merged(tmpfs, dir, "/etc/passwd", "passwd", pw_line);
-	write_merged(tmpfs, dir, "/etc/group", "group", gr_line);
-	return tmpfs;
+	write_merged(ramfs, dir, "/etc/passwd", "passwd", pw_line);
+	write_merged(ramfs, dir, "/etc/group", "group", gr_line);
+	if (syscall(SYS_mount_setattr, ramfs, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
+		die("mount_setattr the ramfs");
+	return ramfs;
 }
 
-static void bind_identity(int rootfd, int tmpfs)
+static void bind_identity(int rootfd, int ramfs)
 {
-	bind_file(rootfd, tmpfs, "passwd", "/etc/passwd");
-	bind_file(rootfd, tmpfs, "group", "/etc/group");
-	close(tmpfs);
+	bind_file(rootfd, ramfs, "passwd", "/etc/passwd");
+	bind_file(rootfd, ramfs, "group", "/etc/group");
+	close(ramfs);
 }
 #endif
 
@@ -260,7 +261,7 @@ int main(int argc, char **argv)
 	uid_t uid = getuid();
 	gid_t gid = getgid();
 	char cwd[4096];
-	int sep, i, rootfd, tmpfs = -1;
+	int sep, i, rootfd, ramfs = -1;
 #ifdef FAIR
 	char pw_line[1024], gr_line[1024];
 	struct passwd *pw;
@@ -300,16 +301,16 @@ int main(int argc, char **argv)
 		die("mount --make-rslave /");
 
 #ifdef FAIR
-	tmpfs = identity_tmpfs(argv[1], pw_line, gr_line);
+	ramfs = identity_ramfs(argv[1], pw_line, gr_line);
 #endif
-	rootfd = mount_root(argv[1], tmpfs);
+	rootfd = mount_root(argv[1], ramfs);
 	for (i = 2; i < sep; i++)
 		bind_volume(rootfd, argv[i],
 			    strcmp(argv[i], "/dev") == 0 ? DEV_ATTRS : VOLUME_ATTRS);
 	bind_volume(rootfd, "/proc", KERNFS_ATTRS);
 	bind_volume(rootfd, "/sys", KERNFS_ATTRS);
 #ifdef FAIR
-	bind_identity(rootfd, tmpfs);
+	bind_identity(rootfd, ramfs);
 #endif
 	switch_root(rootfd, cwd);
 	close(rootfd);

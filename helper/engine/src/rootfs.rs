@@ -3,7 +3,7 @@
 //!
 //! 1. every mount becomes a slave of the host's;
 //! 2. a recursive copy of the distro directory is mounted on top of itself,
-//!    so that it is a mount point that `pivot_root` accepts; the tmpfs with
+//!    so that it is a mount point that `pivot_root` accepts; the ramfs with
 //!    the merged identity files (`user_db`), if any, goes between the two;
 //! 3. each volume is cloned from the host and attached inside, parents
 //!    before children;
@@ -68,7 +68,7 @@ pub fn enter(
     let (root, staged) = privilege.mounting(|| {
         mount::make_rslave()?;
         let tree = clone_root(plan, &distro_dir)?;
-        // Cloned first, so that the staged tmpfs is not in the copy.
+        // Cloned first, so that the staged ramfs is not in the copy.
         let staged = identity.map(|prepared| userdb::stage(plan, &distro_dir, prepared)).transpose()?;
         attach_root(plan, &distro_dir, &tree, log)?;
         Ok((tree, staged))
@@ -220,7 +220,7 @@ fn switch_root(plan: &Plan, root: &OwnedFd) -> Result<(), Error> {
     // With both arguments ".", the old root ends up stacked on the new one,
     // and detaching "." removes it: no directory for it is ever needed in
     // the distro tree, which distrorun must not change. The staged identity
-    // tmpfs goes with it, in this one unmount.
+    // ramfs goes with it, in this one unmount.
     pivot_root(".", ".").map_err(|e| Error::sys(what(), e))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| Error::sys("detach the host's root", e))?;
     chdir("/").map_err(|e| Error::sys("change directory to the new root", e))
