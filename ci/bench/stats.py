@@ -235,17 +235,25 @@ def round_as_printed(x, digits):
     return float(f"{x:.{digits}f}")
 
 
-def target(desc, results, value_key, value_name, ref_key, ref_name, bound):
+def target(desc, results, value_key, value_name, ref_key, ref_name, bound, beside=None):
     """The verdict on one target: VALUE's median at most BOUND times
     REFERENCE's. A command missing from the section was left out of the
-    bench (unavailable here), which is a miss."""
+    bench (unavailable here), which is a miss. BESIDE, a pair of command
+    names (a floor of the job and what it is held against), adds that
+    pair's ratio in the same run, so that a bound that even the floor
+    misses shows as such."""
     v = results.get(value_name)
     r = results.get(ref_name)
     if v is None or r is None:
         return f"MISS {desc}: not measured ({value_key} or {ref_key} unavailable)"
     v, r = v["median"], r["median"]
     verdict = "PASS" if v / r <= bound else "MISS"
-    return f"{verdict} {desc}: {v / r:.3f} ({ms(v):.2f} ms / {ms(r):.2f} ms), bound {bound:.2f}"
+    line = f"{verdict} {desc}: {v / r:.3f} ({ms(v):.2f} ms / {ms(r):.2f} ms), bound {bound:.2f}"
+    if beside:
+        fv, fr = (results.get(name) for name in beside)
+        if fv is not None and fr is not None:
+            line += f"; {beside[0]} / {beside[1]}: {fv['median'] / fr['median']:.3f}"
+    return line
 
 
 def memory(samples, binaries):
@@ -428,6 +436,8 @@ def main(argv):
     for a in ("description", "section", "value_key", "value_name", "ref_key", "ref_name"):
         s.add_argument(a)
     s.add_argument("bound", type=float)
+    s.add_argument("--beside", nargs=2, metavar=("VALUE_NAME", "REF_NAME"),
+                   help="a floor's ratio in the same run, shown beside the verdict")
 
     s = sub.add_parser("miss", help="a target that could not be measured")
     s.add_argument("--targets", required=True)
@@ -479,7 +489,7 @@ def main(argv):
         except FileNotFoundError:
             results = {}
         append_targets(a.targets, [target(a.description, results, a.value_key, a.value_name,
-                                          a.ref_key, a.ref_name, a.bound)])
+                                          a.ref_key, a.ref_name, a.bound, a.beside)])
     elif a.cmd == "miss":
         append_targets(a.targets, [f"MISS {a.description}: not measured"])
     elif a.cmd == "targets":
