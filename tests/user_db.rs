@@ -64,16 +64,25 @@ per_backend! {
     }
 
     /// The ramfs that holds the merged files is seen inside only through
-    /// the two files bound from it: its root is mounted nowhere in the new
-    /// root, and the distro's /etc is the distro's.
+    /// the two files bound from it, each read-only and without devices,
+    /// set-id or exec: its root is mounted nowhere in the new root, and the
+    /// distro's /etc is the distro's.
     fn the_identity_ramfs_shows_only_as_its_two_files(b) {
         let d = TestDistro::standard("udb-staged");
         let script = "dev=$(awk '$5 == \"/etc/passwd\" { print $3 }' /proc/self/mountinfo); \
-                      awk -v dev=\"$dev\" '$3 == dev { print $4, $5 }' /proc/self/mountinfo; \
+                      awk -v dev=\"$dev\" '$3 == dev { split($0, s, \" - \"); split(s[2], fs, \" \"); \
+                          o = $6; sub(/,relatime$/, \"\", o); print $4, $5, o, fs[1] }' /proc/self/mountinfo; \
                       test -s /etc/debian_version && echo etc-is-the-distros";
         let out = run_in(b, &d, &["sh", "-c", script]).output();
         out.assert_ok();
-        assert_eq!(out.stdout_str(), "/passwd /etc/passwd\n/group /etc/group\netc-is-the-distros\n", "{}", out.report());
+        assert_eq!(
+            out.stdout_str(),
+            "/passwd /etc/passwd ro,nosuid,nodev,noexec ramfs\n\
+             /group /etc/group ro,nosuid,nodev,noexec ramfs\n\
+             etc-is-the-distros\n",
+            "{}",
+            out.report()
+        );
     }
 
     /// The distro's own entries are kept as they are, and never doubled.
