@@ -145,22 +145,28 @@ fn read_if_present(path: &Path) -> Result<Option<String>, Error> {
     }
 }
 
-/// Reads a regular file of at most [`MAX_CONFIG_BYTES`], in one read where
-/// its size allows.
+/// Reads a regular file of at most [`MAX_CONFIG_BYTES`].
 fn read_capped(file: File, path: &Path) -> Result<String, Error> {
     let meta = file.metadata().map_err(|e| Error::io("stat", path, errno_of(&e)))?;
     if !meta.file_type().is_file() {
         return Err(Error::Invalid { path: path.into(), msg: "is not a regular file".into() });
     }
-    let mut bytes = Vec::with_capacity(meta.len().min(MAX_CONFIG_BYTES) as usize + 1);
-    file.take(MAX_CONFIG_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::io("read", path, errno_of(&e)))?;
-    if bytes.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(Error::Invalid { path: path.into(), msg: "is larger than 1 MiB".into() });
-    }
+    let bytes = read_upto(file, meta.len(), MAX_CONFIG_BYTES)
+        .map_err(|e| Error::io("read", path, errno_of(&e)))?
+        .ok_or_else(|| Error::Invalid { path: path.into(), msg: "is larger than 1 MiB".into() })?;
     String::from_utf8(bytes)
         .map_err(|_| Error::Invalid { path: path.into(), msg: "is not valid UTF-8".into() })
+}
+
+/// The whole of `file`, which fstat gave `size` bytes, or None when it
+/// holds more than `max`. Sized from `size`, so that a file that does not
+/// change as it is read comes in one `read`: every small file distrorun
+/// reads on its way to a launch (configs, identity files, nsswitch.conf)
+/// goes through here.
+pub fn read_upto(file: File, size: u64, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::with_capacity(usize::try_from(size.min(max)).unwrap_or(0) + 1);
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= max).then_some(bytes))
 }
 
 #[cfg(test)]
@@ -191,6 +197,18 @@ mod tests {
         fs::create_dir_all(dir.join("sys")).unwrap();
         fs::create_dir_all(dir.join("user")).unwrap();
         TempDir(dir)
+    }
+
+    #[test]
+    fn read_upto_reads_the_whole_file_up_to_its_cap_whatever_size_it_is_told() {
+        let dir = tempdir("upto");
+        let path = dir.join("f");
+        fs::write(&path, b"12345").unwrap();
+        let read = |size, max| read_upto(File::open(&path).unwrap(), size, max).unwrap();
+        assert_eq!(read(5, 5), Some(b"12345".to_vec()));
+        assert_eq!(read(0, 5), Some(b"12345".to_vec()), "a file that grew is still read whole");
+        assert_eq!(read(99, 5), Some(b"12345".to_vec()), "one that shrank too");
+        assert_eq!(read(5, 4), None, "one over the cap");
     }
 
     #[test]

@@ -17,7 +17,6 @@
 //! until one is installed a privileged process asks nothing of NSS.
 
 use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -28,6 +27,7 @@ use nix::fcntl::{open, OFlag};
 use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::unistd::getresuid;
 
+use crate::load::read_upto;
 use crate::userdb::{name_and_id, GroupEntry, PasswdEntry};
 
 /// glibc's own lookup program, run only when the files have no answer.
@@ -148,10 +148,7 @@ fn read_root_file(path: &Path) -> Option<Vec<u8>> {
     if !regular || (privileged && (st.st_uid != 0 || st.st_mode & 0o022 != 0)) {
         return None;
     }
-    // Sized from fstat, so that the whole file comes in one read.
-    let mut bytes = Vec::with_capacity(usize::try_from(st.st_size.clamp(0, 1 << 20)).ok()? + 1);
-    File::from(fd).take(MAX_BYTES + 1).read_to_end(&mut bytes).ok()?;
-    (bytes.len() as u64 <= MAX_BYTES).then_some(bytes)
+    read_upto(File::from(fd), u64::try_from(st.st_size).unwrap_or(0), MAX_BYTES).ok()?
 }
 
 /// Whether glibc answers `db` from the files before any other source: its

@@ -15,10 +15,11 @@
 
 use std::ffi::{CStr, CString};
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
+use distrorun_config::load::read_upto;
 use distrorun_config::plan::IDENTITY_FILES;
 use distrorun_config::userdb::{self, GroupEntry, Limits, Merged, PasswdEntry};
 use distrorun_config::{errno_of, nss};
@@ -236,18 +237,9 @@ fn read_checked(fd: OwnedFd, shown: &Path, lookup: &Lookup) -> Result<Vec<u8>, E
     if st.st_mode & 0o022 != 0 {
         return Err(untrusted("it is writable by group or others"));
     }
-    // Sized from fstat, so that the whole file comes in one read.
-    let mut bytes = Vec::with_capacity(
-        usize::try_from(u64::try_from(st.st_size).unwrap_or(0).min(MAX_FILE)).unwrap_or(0) + 1,
-    );
-    File::from(fd)
-        .take(MAX_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::msg(format!("cannot read {}: {e}", shown.display())))?;
-    if bytes.len() as u64 > MAX_FILE {
-        return Err(untrusted("it is larger than 16 MiB"));
-    }
-    Ok(bytes)
+    read_upto(File::from(fd), u64::try_from(st.st_size).unwrap_or(0), MAX_FILE)
+        .map_err(|e| Error::msg(format!("cannot read {}: {e}", shown.display())))?
+        .ok_or_else(|| untrusted("it is larger than 16 MiB"))
 }
 
 /// The attributes of the ramfs and of every bind cloned from it.
