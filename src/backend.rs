@@ -163,6 +163,7 @@ mod tests {
                 backend,
                 ids: distrorun_config::IdMode::Own,
                 user_db: distrorun_config::UserDb::Caller,
+                image: None,
             },
         }
     }

@@ -2,10 +2,12 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use argh::FromArgs;
 use distrorun_config::{args, paths, BackendChoice, Error};
 
+use crate::registry::Network;
 use crate::source::debian::Debian;
 use crate::tree::limits::Limits;
 
@@ -70,10 +72,23 @@ pub struct Options {
     /// it (registry/repo:tag, repo:tag, repo@sha256:...)
     #[argh(option, arg_name = "REF")]
     pub image: Option<String>,
-    /// with --image or --update: allow plain HTTP and a certificate that
-    /// does not verify
+    /// with --image or --update: let the image's registry (its host and
+    /// port only) speak plain HTTP or show a certificate that does not
+    /// verify
     #[argh(switch)]
     pub insecure_registry: bool,
+    /// with --image or --update: the most SECONDS a manifest or token
+    /// request may take (default 60)
+    #[argh(option, arg_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// with --image or --update: give a layer download up when it brings
+    /// fewer than BYTES a second for --speed-time (default 1K)
+    #[argh(option, arg_name = "BYTES")]
+    pub speed_limit: Option<String>,
+    /// with --image or --update: how long a download may stay under
+    /// --speed-limit (default 30 seconds)
+    #[argh(option, arg_name = "SECONDS")]
+    pub speed_time: Option<u64>,
     /// pull the image distro NAME was made from again, and swap in the new
     /// tree if it changed
     #[argh(option, arg_name = "NAME")]
@@ -196,15 +211,14 @@ pub enum Source {
         tag: Option<String>,
     },
     Debian(Debian),
-    /// `--image REF`, from a registry; plain HTTP and unverified
-    /// certificates only with `insecure`.
+    /// `--image REF`, from a registry, as `network` allows.
     Image {
         reference: String,
-        insecure: bool,
+        network: Network,
     },
     /// `--update`: the image the distro's config names.
     Update {
-        insecure: bool,
+        network: Network,
     },
 }
 
@@ -234,6 +248,9 @@ const TAKES_VALUE: &[&str] = &[
     "--state-dir",
     "--max-size",
     "--max-entries",
+    "--timeout",
+    "--speed-limit",
+    "--speed-time",
     "--keep-xattr",
     "--remove",
     "--export",
@@ -318,8 +335,16 @@ fn lifecycle(opts: &Options, split: &args::Split) -> Result<Option<Command>, Err
     if let Some(update) = update(opts, stray)? {
         return Ok(Some(Command::Create(update)));
     }
-    if opts.insecure_registry && opts.image.is_none() {
-        return Err(Error::Usage("--insecure-registry goes with --image REF or --update NAME".into()));
+    if opts.image.is_none()
+        && (opts.insecure_registry
+            || opts.timeout.is_some()
+            || opts.speed_limit.is_some()
+            || opts.speed_time.is_some())
+    {
+        return Err(Error::Usage(
+            "--insecure-registry, --timeout, --speed-limit and --speed-time go with --image REF or --update NAME"
+                .into(),
+        ));
     }
     match (&opts.create, &opts.remove) {
         (Some(_), Some(_)) => Err(Error::Usage("--create and --remove cannot be combined".into())),
@@ -383,7 +408,7 @@ fn create(opts: &Options, name: &str) -> Result<CreateArgs, Error> {
             include: opts.include.clone(),
         }),
         (None, None, None, Some(reference)) => {
-            Source::Image { reference: reference.clone(), insecure: opts.insecure_registry }
+            Source::Image { reference: reference.clone(), network: network(opts)? }
         }
         (None, None, None, None) => {
             return Err(Error::Usage(format!(
@@ -429,7 +454,7 @@ fn update(opts: &Options, stray: bool) -> Result<Option<CreateArgs>, Error> {
     }
     Ok(Some(CreateArgs {
         name: name.clone(),
-        source: Source::Update { insecure: opts.insecure_registry },
+        source: Source::Update { network: network(opts)? },
         quiet: opts.quiet,
         system: opts.system,
         state_dir: None,
@@ -439,11 +464,34 @@ fn update(opts: &Options, stray: bool) -> Result<Option<CreateArgs>, Error> {
     }))
 }
 
+/// `--insecure-registry`, `--timeout`, `--speed-limit` and `--speed-time`,
+/// over the defaults.
+fn network(opts: &Options) -> Result<Network, Error> {
+    let mut network = Network { insecure: opts.insecure_registry, ..Network::default() };
+    let seconds = |value: Option<u64>, option: &str| match value {
+        Some(0) => Err(Error::Usage(format!("{option} must be at least 1 second"))),
+        Some(n) => Ok(Some(Duration::from_secs(n))),
+        None => Ok(None),
+    };
+    if let Some(t) = seconds(opts.timeout, "--timeout")? {
+        network.timeout = t;
+    }
+    if let Some(t) = seconds(opts.speed_time, "--speed-time")? {
+        network.speed_time = t;
+    }
+    if let Some(limit) = &opts.speed_limit {
+        network.speed_limit =
+            crate::tree::limits::parse_size(limit).map_err(|e| Error::Usage(format!("--speed-limit {e}")))?;
+    }
+    Ok(network)
+}
+
 /// `--max-size` and `--max-entries`, over the defaults.
 fn limits(opts: &Options) -> Result<Limits, Error> {
     let mut limits = Limits::default();
     if let Some(size) = &opts.max_size {
-        limits.max_bytes = crate::tree::limits::parse_size(size).map_err(Error::Usage)?;
+        limits.max_bytes =
+            crate::tree::limits::parse_size(size).map_err(|e| Error::Usage(format!("--max-size {e}")))?;
     }
     if let Some(n) = opts.max_entries {
         if n == 0 {

@@ -40,7 +40,13 @@ fn start() -> c_int {
     let _ = std::io::stdout().flush();
     match status {
         Ok(()) => 0,
-        Err(err) => c_int::from(err.report()),
+        Err(err) => {
+            let code = c_int::from(err.report());
+            if let Some(sig) = tree::interrupt::taken() {
+                distrorun_engine::sys::die_of(sig);
+            }
+            code
+        }
     }
 }
 

@@ -20,5 +20,5 @@ pub mod userdb;
 pub use error::{errno_of, Error};
 pub use load::{Found, Origin};
 pub use plan::{Attrs, Command, MountSpec, Plan, Request, SourceChecks, VolumeOrigin};
-pub use schema::{BackendChoice, Distro, IdMode, Volume};
+pub use schema::{BackendChoice, Distro, IdMode, ImageOrigin, Volume};
 pub use userdb::UserDb;

@@ -330,6 +330,7 @@ mod tests {
                 backend: crate::BackendChoice::default(),
                 ids: crate::IdMode::Own,
                 user_db: crate::UserDb::Caller,
+                image: None,
             },
         }
     }

@@ -38,6 +38,33 @@ pub struct Distro {
     /// `"caller"` (the default), `"distro"` or `"host"`.
     #[serde(default)]
     pub user_db: UserDb,
+    /// The registry image `distrorun --create --image` made the tree from,
+    /// which `--update` pulls again. Written by distrorun as data, so that
+    /// no file name it copies into a comment can pose as one; no run reads
+    /// it.
+    #[serde(default)]
+    pub image: Option<ImageOrigin>,
+}
+
+/// A registry image: the reference as resolved, and the digest pulled.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageOrigin {
+    pub reference: String,
+    pub digest: String,
+}
+
+impl ImageOrigin {
+    /// The value as a config writes it, every string escaped as RON reads
+    /// it back.
+    pub fn to_ron(&self) -> String {
+        format!("(reference: {}, digest: {})", ron_string(&self.reference), ron_string(&self.digest))
+    }
+}
+
+/// `s` as a RON string literal.
+pub fn ron_string(s: &str) -> String {
+    ron::to_string(s).unwrap_or_else(|_| "\"\"".to_owned())
 }
 
 /// How the userns backend maps ids for a distro.

@@ -106,9 +106,7 @@ pub fn info(name: &str, json: bool) -> Result<(), Error> {
         why_not,
         backend: prediction.backend,
         backend_why: prediction.why,
-        image: std::fs::read_to_string(&found.path)
-            .ok()
-            .and_then(|t| crate::registry::Origin::from_config(&t)),
+        image: crate::registry::origin_of(&found),
     };
     if json {
         return output::print_json(&info);

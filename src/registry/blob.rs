@@ -3,6 +3,7 @@
 
 use std::io::{self, Read};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use distrorun_engine::Error;
 use sha2::{Digest, Sha256};
@@ -22,6 +23,12 @@ pub struct Blob {
     hasher: Sha256,
     pos: u64,
     retries: u32,
+    /// Where the bytes come from, after redirects, for messages.
+    url: String,
+    /// The pace check: time spent waiting in reads, and the bytes they
+    /// brought, since the window opened. Time the unpacker keeps the
+    /// reader waiting is not the server's slowness.
+    window: (Duration, u64),
     /// The first failure, for a message of its own rather than the
     /// unpacker's "corrupt or truncated".
     pub failure: Option<String>,
@@ -38,6 +45,8 @@ impl Blob {
             hasher: Sha256::new(),
             pos: 0,
             retries: 0,
+            url: String::new(),
+            window: (Duration::ZERO, 0),
             failure: None,
         };
         blob.request().map_err(Error::msg)?;
@@ -48,14 +57,12 @@ impl Blob {
     /// it all again, and what was read already is skipped.
     fn request(&mut self) -> Result<(), String> {
         let path = format!("/v2/{}/blobs/{}", self.client.reference.repository, self.digest);
-        let response = self.client.get(&path, "*/*", self.pos).map_err(|f| match f {
+        let (response, url) = self.client.get(&path, "*/*", self.pos, None).map_err(|f| match f {
             Failure::Status(404, _) => format!("the registry has no {}", self.name),
-            Failure::Status(code, msg) => {
-                format!("the registry answered {code} for {} {msg}", self.name).trim_end().to_owned()
-            }
-            Failure::Transport(why) => format!("cannot fetch {}: {why}", self.name),
-            Failure::Auth(why) => why,
+            f => f.message(&self.name),
         })?;
+        self.url = url;
+        self.window = (Duration::ZERO, 0);
         let partial = response.status() == 206;
         let mut body: Box<dyn Read + Send> = Box::new(response.into_reader());
         if self.pos > 0 && !partial {
@@ -70,6 +77,38 @@ impl Blob {
         self.body = None;
         self.failure.get_or_insert(why.clone());
         io::Error::new(io::ErrorKind::InvalidData, why)
+    }
+
+    /// Gives the download up where it brought fewer than `--speed-limit`
+    /// bytes a second over the last `--speed-time`, as curl does: a
+    /// server that trickles would otherwise hold the create for ever.
+    fn pace(&mut self, got: usize, spent: Duration) -> io::Result<()> {
+        let network = self.client.network;
+        self.window.0 += spent;
+        self.window.1 += got as u64;
+        if self.window.0 < network.speed_time {
+            return Ok(());
+        }
+        let wanted = network.speed_limit.saturating_mul(self.window.0.as_secs().max(1));
+        if self.window.1 < wanted {
+            return Err(self.stalled());
+        }
+        self.window = (Duration::ZERO, 0);
+        Ok(())
+    }
+
+    fn stalled(&mut self) -> io::Error {
+        let network = self.client.network;
+        let why = format!(
+            "{} stalled: fewer than {} bytes a second for {} s (--speed-limit, --speed-time), at byte {} of {} of {}",
+            self.url,
+            network.speed_limit,
+            network.speed_time.as_secs(),
+            self.pos,
+            self.size,
+            self.name
+        );
+        self.fail(why)
     }
 
     /// The digest, checked once the declared size has been read.
@@ -93,7 +132,10 @@ impl Read for Blob {
             // One byte more than is left, to see a blob that runs over.
             let left = self.size - self.pos;
             let want = buf.len().min(usize::try_from(left + 1).unwrap_or(usize::MAX));
-            match body.read(&mut buf[..want]) {
+            let started = Instant::now();
+            let read = body.read(&mut buf[..want]);
+            let spent = started.elapsed();
+            match read {
                 Ok(0) if left == 0 => {
                     self.body = None;
                     self.check()?;
@@ -107,9 +149,15 @@ impl Read for Blob {
                 Ok(n) if n > 0 => {
                     self.hasher.update(&buf[..n]);
                     self.pos += n as u64;
+                    self.pace(n, spent)?;
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Nothing for a whole --speed-time (the agent's read
+                // timeout): too slow, not broken, so not resumed.
+                Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
+                    return Err(self.stalled())
+                }
                 // The body ended early (Ok(0)) or the connection broke.
                 result => {
                     let cause = match result {

@@ -2,14 +2,20 @@
 //! lists) that lead to one per platform.
 
 use std::collections::HashMap;
-use std::io::Read;
 
 use distrorun_engine::Error;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::reference::check_digest;
-use super::transport::{Client, Failure, MAX_JSON};
+use super::transport::{Client, Failure, MAX_MANIFEST};
+
+/// The most layers an image may have. containers/storage and overlayfs
+/// stop between 128 and 500; an image past that is an attack on the time
+/// and the connections a create takes, one request per layer.
+pub const MAX_LAYERS: usize = 500;
+/// The most entries an index may list.
+pub const MAX_INDEX_ENTRIES: usize = 1000;
 
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -105,6 +111,7 @@ pub fn resolve(client: &Client, what: &str) -> Result<Resolved, Error> {
     let mut doc = top;
     for _ in 0..4 {
         if let Some(manifests) = doc.manifests.take() {
+            check_index(&manifests, what)?;
             let chosen = choose(&manifests, &host_platform(), what)?;
             let (next, _) = fetch(client, &chosen.digest, Some(&chosen.digest), what)?;
             doc = next;
@@ -117,8 +124,20 @@ pub fn resolve(client: &Client, what: &str) -> Result<Resolved, Error> {
         }
         let layers =
             doc.layers.take().ok_or_else(|| Error::msg(format!("{what}: its manifest lists no layers")))?;
-        if doc.config.is_none() {
+        let Some(config) = &doc.config else {
             return Err(Error::msg(format!("{what}: its manifest has no config")));
+        };
+        if layers.len() > MAX_LAYERS {
+            return Err(Error::msg(format!(
+                "{what} has {} layers; distrorun unpacks images of at most {MAX_LAYERS}",
+                layers.len()
+            )));
+        }
+        if check_digest(&config.digest).is_err() {
+            return Err(Error::msg(format!(
+                "{what} has a config with the digest {:?}; distrorun reads sha256 digests",
+                config.digest
+            )));
         }
         for layer in &layers {
             if !LAYER_TYPES.contains(&layer.media_type.as_str()) {
@@ -138,6 +157,24 @@ pub fn resolve(client: &Client, what: &str) -> Result<Resolved, Error> {
         return Ok(Resolved { digest, layers });
     }
     Err(Error::msg(format!("{what}: its indexes nest too deeply")))
+}
+
+/// An index's entries, before any is used: a bounded number, each with a
+/// well-formed digest, since the chosen one's goes into a URL.
+fn check_index(manifests: &[Descriptor], what: &str) -> Result<(), Error> {
+    if manifests.len() > MAX_INDEX_ENTRIES {
+        return Err(Error::msg(format!(
+            "{what}: its index lists {} manifests; distrorun reads indexes of at most {MAX_INDEX_ENTRIES}",
+            manifests.len()
+        )));
+    }
+    match manifests.iter().find(|d| check_digest(&d.digest).is_err()) {
+        Some(bad) => Err(Error::msg(format!(
+            "{what}: its index lists a manifest with the digest {:?}; distrorun reads sha256 digests",
+            bad.digest
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The index entry for `host`: the same OS and architecture, and the same
@@ -169,7 +206,7 @@ fn choose<'a>(manifests: &'a [Descriptor], host: &Platform, what: &str) -> Resul
 fn fetch(client: &Client, key: &str, digest: Option<&str>, what: &str) -> Result<(Document, Vec<u8>), Error> {
     let path = format!("/v2/{}/manifests/{key}", client.reference.repository);
     let accept = [OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST].join(", ");
-    let response = client.get(&path, &accept, 0).map_err(|f| match f {
+    let bytes = client.get_json(&path, &accept, MAX_MANIFEST).map_err(|f| match f {
         Failure::Status(404, _) => {
             Error::msg(format!("{what} does not exist: the registry has no manifest {key}"))
         }
@@ -180,17 +217,8 @@ fn fetch(client: &Client, key: &str, digest: Option<&str>, what: &str) -> Result
                 .to_owned(),
         ),
         Failure::Transport(why) => Error::msg(format!("cannot fetch the manifest of {what}: {why}")),
-        Failure::Auth(why) => Error::msg(why),
+        Failure::Auth(why) | Failure::Refused(why) => Error::msg(format!("{what}: {why}")),
     })?;
-    let mut bytes = Vec::new();
-    response
-        .into_reader()
-        .take(MAX_JSON + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::msg(format!("cannot read the manifest of {what}: {e}")))?;
-    if bytes.len() as u64 > MAX_JSON {
-        return Err(Error::msg(format!("{what}: its manifest is larger than 16 MiB")));
-    }
     if let Some(digest) = digest {
         let got = format!("sha256:{:x}", Sha256::digest(&bytes));
         if got != digest {

@@ -28,14 +28,14 @@ pub struct Remote {
 }
 
 use transport::Client;
+pub use transport::Network;
 
 impl Remote {
-    /// Resolves `text` and fetches its manifest. `insecure` allows plain
-    /// HTTP and certificates that do not verify.
-    pub fn open(text: &str, insecure: bool) -> Result<Remote, Error> {
+    /// Resolves `text` and fetches its manifest, as `network` allows.
+    pub fn open(text: &str, network: Network) -> Result<Remote, Error> {
         let reference = Reference::parse(text, &reference::search_registries())?;
         let what = format!("the image {reference}");
-        let client = Client::connect(&reference, insecure)?;
+        let client = Client::connect(&reference, network)?;
         let resolved = manifest::resolve(&client, &what)?;
         Ok(Remote {
             client: Arc::new(client),
@@ -60,48 +60,55 @@ impl Remote {
     }
 }
 
-/// The image lines of a config that `--create --image` wrote: the
-/// reference as given, the reference resolved, and the digest pulled.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Origin {
-    pub reference: String,
-    pub digest: String,
+/// The registry image a distro was made from, as its config keeps it.
+pub type Origin = distrorun_config::ImageOrigin;
+
+/// The image distro `name` was made from: the config's `image` field, or,
+/// in a config an older distrorun wrote, its leading comments, taken only
+/// in the exact form that version wrote for an image (its first line
+/// names the same reference and digest), so that no file name copied into
+/// a tarball's or layout's comment can pose as an image.
+pub fn origin_of(found: &distrorun_config::Found) -> Option<Origin> {
+    if let Some(image) = &found.distro.image {
+        return Some(image.clone());
+    }
+    let text = std::fs::read_to_string(&found.path).ok()?;
+    legacy_origin(&text, &found.name)
 }
 
-pub const ORIGIN_IMAGE: &str = "// image: ";
-pub const ORIGIN_DIGEST: &str = "// digest: ";
-
-impl Origin {
-    /// The comment lines for the config.
-    pub fn lines(&self) -> String {
-        format!("{ORIGIN_IMAGE}{}\n{ORIGIN_DIGEST}{}\n", self.reference, self.digest)
-    }
-
-    /// Read back from a config's leading comments.
-    pub fn from_config(text: &str) -> Option<Origin> {
-        let head = text.lines().take_while(|l| l.starts_with("//"));
-        let mut reference = None;
-        let mut digest = None;
-        for line in head {
-            if let Some(r) = line.strip_prefix(ORIGIN_IMAGE) {
-                reference = Some(r.trim().to_owned());
-            } else if let Some(d) = line.strip_prefix(ORIGIN_DIGEST) {
-                digest = Some(d.trim().to_owned());
-            }
-        }
-        Some(Origin { reference: reference?, digest: digest? })
-    }
+fn legacy_origin(text: &str, name: &str) -> Option<Origin> {
+    let mut lines = text.lines();
+    let (first, image, digest) = (lines.next()?, lines.next()?, lines.next()?);
+    let reference = image.strip_prefix("// image: ")?;
+    let digest = digest.strip_prefix("// digest: ")?;
+    let parsed = Reference::parse(reference, &[]).ok()?;
+    let well_formed = parsed.to_string() == reference && reference::check_digest(digest).is_ok();
+    let first_expected = format!("// Made by `distrorun --create {name}` from {reference}@{digest}.");
+    (well_formed && first == first_expected)
+        .then(|| Origin { reference: reference.to_owned(), digest: digest.to_owned() })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Origin;
+    use super::legacy_origin;
 
     #[test]
-    fn the_origin_reads_back_from_the_config() {
-        let o = Origin { reference: "docker.io/library/debian:12".into(), digest: "sha256:ab".into() };
-        let config = format!("// Made by x.\n{}(\n    dir: \"/x\",\n)\n// image: no\n", o.lines());
-        assert_eq!(Origin::from_config(&config), Some(o));
-        assert_eq!(Origin::from_config("(\n)\n"), None);
+    fn an_older_config_names_its_image_only_in_the_form_distrorun_wrote() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let written = format!(
+            "// Made by `distrorun --create d` from docker.io/library/debian:12@{digest}.\n// image: docker.io/library/debian:12\n// digest: {digest}\n(\n)\n"
+        );
+        let o = legacy_origin(&written, "d").expect("the origin");
+        assert_eq!(
+            (o.reference.as_str(), o.digest.as_str()),
+            ("docker.io/library/debian:12", digest.as_str())
+        );
+        assert_eq!(legacy_origin(&written, "other"), None);
+        // A tarball whose name carries the two lines.
+        let forged = format!(
+            "// Made by `distrorun --create d` from the tarball /tmp/d\n// image: 127.0.0.1:5655/rt/evil:v1\n// digest: {digest}.\n(\n)\n"
+        );
+        assert_eq!(legacy_origin(&forged, "d"), None);
+        assert_eq!(legacy_origin("(\n)\n", "d"), None);
     }
 }

@@ -112,20 +112,84 @@ pub fn check_digest(digest: &str) -> Result<(), ()> {
     }
 }
 
-/// `unqualified-search-registries` as podman reads it: the user's
-/// registries.conf when there is one, else the system's.
-pub fn search_registries() -> Vec<String> {
-    let user = std::env::var_os("XDG_CONFIG_HOME")
+/// The user's `containers` config directory.
+fn user_containers_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
-        .map(|dir| dir.join("containers/registries.conf"));
-    for file in user.iter().map(PathBuf::as_path).chain([Path::new("/etc/containers/registries.conf")]) {
-        if let Ok(text) = std::fs::read_to_string(file) {
-            return search_list(&text);
+        .map(|dir| dir.join("containers"))
+}
+
+/// The text of registries.conf as podman picks it: the user's when there
+/// is one, else the system's.
+fn main_registries_conf() -> Option<String> {
+    let user = user_containers_dir().map(|d| d.join("registries.conf"));
+    let text = user
+        .iter()
+        .map(PathBuf::as_path)
+        .chain([Path::new("/etc/containers/registries.conf")])
+        .find_map(|file| std::fs::read_to_string(file).ok());
+    text
+}
+
+/// `unqualified-search-registries` as podman reads it.
+pub fn search_registries() -> Vec<String> {
+    main_registries_conf().map(|text| search_list(&text)).unwrap_or_default()
+}
+
+/// The locations registries.conf marks `insecure = true` (and the v1
+/// `[registries.insecure]` list), from the main file and the drop-ins of
+/// `registries.conf.d`, the system's and the user's.
+pub fn insecure_registries() -> Vec<String> {
+    let mut texts: Vec<String> = main_registries_conf().into_iter().collect();
+    let dirs = [Some(PathBuf::from("/etc/containers")), user_containers_dir()];
+    for dir in dirs.into_iter().flatten() {
+        let Ok(entries) = std::fs::read_dir(dir.join("registries.conf.d")) else { continue };
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+            .collect();
+        files.sort();
+        texts.extend(files.iter().filter_map(|f| std::fs::read_to_string(f).ok()));
+    }
+    texts.iter().flat_map(|t| insecure_list(t)).collect()
+}
+
+/// The insecure locations of one registries.conf: each `[[registry]]`
+/// table's `location` (or `prefix`) where it says `insecure = true`, and
+/// the v1 `[registries.insecure]` `registries` array.
+fn insecure_list(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut table = String::new();
+    let (mut location, mut insecure) = (None::<String>, false);
+    let flush = |found: &mut Vec<String>, location: &mut Option<String>, insecure: &mut bool| {
+        if let Some(l) = location.take().filter(|_| *insecure) {
+            found.push(l);
+        }
+        *insecure = false;
+    };
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.starts_with('[') {
+            flush(&mut found, &mut location, &mut insecure);
+            line.trim_matches(|c| c == '[' || c == ']').trim().clone_into(&mut table);
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else { continue };
+        let (key, value) = (key.trim(), value.trim());
+        let string = || value.trim_matches(|c| c == '"' || c == '\'').to_owned();
+        match (table.as_str(), key) {
+            ("registry", "location") => location = Some(string()),
+            ("registry", "prefix") if location.is_none() => location = Some(string()),
+            ("registry", "insecure") => insecure = value == "true",
+            ("registries.insecure", "registries") => found.extend(string_array(value)),
+            _ => {}
         }
     }
-    Vec::new()
+    flush(&mut found, &mut location, &mut insecure);
+    found
 }
 
 /// The value of `unqualified-search-registries`, a TOML array of strings
@@ -152,6 +216,11 @@ fn search_list(text: &str) -> Vec<String> {
             break;
         }
     }
+    string_array(&value)
+}
+
+/// A TOML array of strings on one line, `["a", 'b']`.
+fn string_array(value: &str) -> Vec<String> {
     let Some(inner) = value.trim().strip_prefix('[').and_then(|v| v.split(']').next()) else {
         return Vec::new();
     };
@@ -187,6 +256,13 @@ mod tests {
         for bad in ["", "UPPER/case", "a/b:t@sha256:xyz", "a//b", "a:b:c", "reg.io/-x"] {
             assert!(parsed(bad, &[]).starts_with("error"), "{bad}");
         }
+    }
+
+    #[test]
+    fn insecure_locations_are_read_from_registry_tables_and_the_v1_list() {
+        let conf = "[[registry]]\nlocation = \"127.0.0.1:5612\"\ninsecure = true\n[[registry]]\nlocation = \"quay.io\"\n[[registry]]\nprefix = \"lab.example/x\"\ninsecure = true # by hand\n[registries.insecure]\nregistries = ['old.example:5000']\n";
+        assert_eq!(insecure_list(conf), ["127.0.0.1:5612", "lab.example/x", "old.example:5000"]);
+        assert!(insecure_list("insecure = true\nlocation = \"x\"\n").is_empty());
     }
 
     #[test]

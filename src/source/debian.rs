@@ -83,6 +83,7 @@ impl Debian {
             cmd.stderr(Stdio::from(copy));
         }
         let child = cmd.spawn().map_err(|e| error::io(format!("run {}", program.display()), &e))?;
+        crate::tree::interrupt::set_child(Some(child.id()));
         Ok(Running { child, log, what })
     }
 }
@@ -101,7 +102,9 @@ impl Running {
     }
 
     fn finish_unless(mut self, excused: impl Fn(&ExitStatus) -> bool) -> Result<(), Error> {
-        let status = self.child.wait().map_err(|e| error::io("wait for mmdebstrap", &e))?;
+        let status = self.child.wait().map_err(|e| error::io("wait for mmdebstrap", &e));
+        crate::tree::interrupt::set_child(None);
+        let status = status?;
         if status.success() || excused(&status) {
             return Ok(());
         }

@@ -201,6 +201,9 @@ pub fn apply(
         let result = tarball::decompressed(chunks, &what).and_then(|(stream, _)| {
             unpacker.unpack(tarball::read_ahead(stream), &what, Whiteouts::Apply, bar)
         });
+        // A fetch stalled in the network is not waited for once a signal
+        // stops the create; the process is about to end.
+        crate::tree::interrupt::check()?;
         let fetched = handle.join().unwrap_or_else(|_| Err(read_failed(&**source, n)));
         match (fetched, result) {
             (Err(e), _) | (Ok(_), Err(e)) => return Err(e),

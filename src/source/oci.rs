@@ -119,8 +119,9 @@ pub struct Image {
 
 impl Image {
     /// Opens the image at `path` (a directory or a tar file) and picks the
-    /// manifest by `tag`, or the only one.
-    pub fn open(path: &Path, tag: Option<&str>) -> Result<Image, Error> {
+    /// manifest by `tag`, or the only one. A compressed archive is
+    /// decompressed to at most `max_bytes` (`--max-size`).
+    pub fn open(path: &Path, tag: Option<&str>, max_bytes: u64) -> Result<Image, Error> {
         let what = format!("the image {}", path.display());
         let meta = std::fs::metadata(path).map_err(|e| error::io(format!("open {what}"), &e))?;
         let store = if meta.is_dir() {
@@ -129,7 +130,7 @@ impl Image {
                     .map_err(|e| Error::sys(format!("open {what}"), e))?,
             )
         } else {
-            Store::archive(path, &what)?
+            Store::archive(path, &what, max_bytes)?
         };
         let mut image = Image { store, layers: Vec::new(), what };
         if image.store.has("index.json") {
@@ -140,6 +141,14 @@ impl Image {
             return Err(Error::msg(format!(
                 "{} is neither an OCI image layout (no index.json) nor a docker save tarball (no manifest.json)",
                 image.what
+            )));
+        }
+        let limit = crate::registry::manifest::MAX_LAYERS;
+        if image.layers.len() > limit {
+            return Err(Error::msg(format!(
+                "{} has {} layers; distrorun unpacks images of at most {limit}",
+                image.what,
+                image.layers.len()
             )));
         }
         Ok(image)
@@ -325,7 +334,7 @@ fn blob_path(digest: &str, what: &str) -> Result<String, Error> {
 impl Store {
     /// Indexes the members of an uncompressed tar file by path, so that
     /// blobs can be read in the order the manifest lists them.
-    fn archive(path: &Path, what: &str) -> Result<Store, Error> {
+    fn archive(path: &Path, what: &str, max_bytes: u64) -> Result<Store, Error> {
         let file = open(path, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
             .map_err(|e| Error::sys(format!("open {what}"), e))
             .and_then(|fd| regular(fd, what))?;
@@ -334,7 +343,7 @@ impl Store {
         let file = if tarball::Compression::detect(&head[..n]) == tarball::Compression::None {
             file
         } else {
-            super::archive::decompressed_copy(file, what)?
+            super::archive::decompressed_copy(file, what, max_bytes)?
         };
         let corrupt = |e: io::Error| Error::msg(format!("{what} is corrupt or truncated: {e}"));
         let mut members = HashMap::new();

@@ -117,7 +117,16 @@ impl Read for ReadAhead {
             if self.done {
                 return Ok(0);
             }
-            match self.rx.recv() {
+            // Woken now and then, so that a signal stops a reader whose
+            // source has stalled.
+            let received = loop {
+                match self.rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => crate::tree::interrupt::check_io()?,
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break Err(()),
+                    Ok(received) => break Ok(received),
+                }
+            };
+            match received {
                 Ok(Ok(chunk)) => {
                     self.done = chunk.is_empty();
                     self.chunk = chunk;
@@ -127,7 +136,7 @@ impl Read for ReadAhead {
                     self.done = true;
                     return Err(e);
                 }
-                Err(_) => {
+                Err(()) => {
                     self.done = true;
                     return Ok(0);
                 }

@@ -105,7 +105,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok()
         .and_then(|n| n.checked_mul(1u64 << shift))
         .filter(|n| *n > 0)
-        .ok_or_else(|| format!("--max-size {text:?} is not a size such as 500M or 100G"))
+        .ok_or_else(|| format!("{text:?} is not a size such as 500M or 100G"))
 }
 
 /// A size as people read it: `1.5 GiB`.

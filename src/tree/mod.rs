@@ -4,6 +4,7 @@
 //! per-user data directory they live in: kept private, one create or
 //! remove of a name at a time, and a marker on every tree distrorun made.
 
+pub mod interrupt;
 pub mod limits;
 pub mod marker;
 pub mod namelock;

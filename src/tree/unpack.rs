@@ -100,14 +100,16 @@ impl Unpacker {
     ) -> Result<(), Error> {
         self.layer_paths.clear();
         let mut tracked = EofTracker { inner: TarGuard::new(stream), eof: false };
-        let corrupt = |e: io::Error| match tar_guard::refusal(&e) {
-            Some(refused) => Error::msg(format!("{what} is refused: it has {refused}")),
-            None => Error::msg(format!("{what} is corrupt or truncated: {e}")),
+        let corrupt = |e: io::Error| match (super::interrupt::taken(), tar_guard::refusal(&e)) {
+            (Some(sig), _) => super::interrupt::error(sig),
+            (None, Some(refused)) => Error::msg(format!("{what} is refused: it has {refused}")),
+            (None, None) => Error::msg(format!("{what} is corrupt or truncated: {e}")),
         };
         {
             let mut archive = tar::Archive::new(&mut tracked);
             for entry in archive.entries().map_err(corrupt)? {
                 let mut entry = entry.map_err(corrupt)?;
+                super::interrupt::check()?;
                 self.member(&mut entry, what, whiteouts)?;
                 self.stats.entries += 1;
                 progress.advance(1, entry.size());

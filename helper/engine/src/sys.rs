@@ -391,6 +391,20 @@ pub fn restore_sigpipe() -> Result<(), Errno> {
     unsafe { signal(Signal::SIGPIPE, handler) }.map(drop)
 }
 
+/// Ends the process by `sig`, as if it had not been caught, so that the
+/// caller's shell sees the signal (a script's loop stops at Ctrl-C); for a
+/// program that caught it to clean up first.
+pub fn die_of(sig: Signal) -> ! {
+    // SAFETY: installing SIG_DFL runs no code of ours in signal context.
+    let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+    let mut set = nix::sys::signal::SigSet::empty();
+    set.add(sig);
+    let _ = set.thread_unblock();
+    let _ = nix::sys::signal::raise(sig);
+    // Only where the signal was ignored by force: the shell's number for it.
+    std::process::exit(128 + sig as i32)
+}
+
 /// Capabilities as the kernel's 64-bit masks: bit N is capability N.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CapSets {

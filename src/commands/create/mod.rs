@@ -7,6 +7,7 @@
 //! and renamed. So an interrupted create never leaves a tree or a config
 //! that looks usable, and the next create of the name cleans up.
 
+mod in_use;
 mod update;
 
 use std::ffi::OsStr;
@@ -31,6 +32,7 @@ use crate::output::{Bar, CountingReader};
 use crate::registry::Origin;
 use crate::source::image::{self, ImageBar, ImageSource};
 use crate::source::{debian, oci, tarball};
+use crate::tree::interrupt;
 use crate::tree::limits::{human_bytes, Limits};
 use crate::tree::marker::{self, Stage};
 use crate::tree::namelock::NameLock;
@@ -47,7 +49,7 @@ enum Opened {
 }
 
 impl Opened {
-    fn open(source: &Source, quiet: bool, system: bool) -> Result<Opened, Error> {
+    fn open(source: &Source, args: &CreateArgs) -> Result<Opened, Error> {
         match source {
             Source::Tarball(file) => {
                 let input = tarball::open(file)?;
@@ -55,16 +57,16 @@ impl Opened {
                 Ok(Opened::Tarball { input, size, what: format!("the tarball {}", file.display()) })
             }
             Source::Oci { path, tag } => {
-                let image = oci::Image::open(path, tag.as_deref())?;
+                let image = oci::Image::open(path, tag.as_deref(), args.limits.max_bytes)?;
                 Ok(Opened::Image { what: image.what.clone(), image: Arc::new(image), origin: None })
             }
-            Source::Image { reference, insecure } => {
-                let remote = crate::registry::Remote::open(reference, *insecure)?;
+            Source::Image { reference, network } => {
+                let remote = crate::registry::Remote::open(reference, *network)?;
                 let origin =
                     Origin { reference: remote.reference.to_string(), digest: remote.digest.clone() };
                 Ok(Opened::Image { what: remote.pinned(), image: Arc::new(remote), origin: Some(origin) })
             }
-            Source::Debian(suite) => Ok(Opened::Debian(suite.start(quiet, system)?)),
+            Source::Debian(suite) => Ok(Opened::Debian(suite.start(args.quiet, args.system)?)),
             Source::Update { .. } => Err(Error::msg("--update reads its image from the config")),
         }
     }
@@ -127,10 +129,11 @@ pub fn create(args: &CreateArgs) -> Result<(), Error> {
     let _lock = NameLock::acquire(&data_fd, &data, name, if args.update { "update" } else { "create" })?;
     let Some(previous) = previous else {
         refuse_existing(name, &config_dir)?;
-        let opened = Opened::open(&args.source, args.quiet, args.system)?;
+        let opened = Opened::open(&args.source, args)?;
         let ready = ids
             .as_ref()
             .map_or(Ok(()), subids::enter_keep_id)
+            .and_then(|()| watch_signals())
             .and_then(|()| clean_leftovers(&data_fd, &data, name, &config_dir));
         if let Err(e) = ready {
             opened.abandon();
@@ -139,11 +142,12 @@ pub fn create(args: &CreateArgs) -> Result<(), Error> {
         let place = Place { data_fd: &data_fd, data: &data, config_fd: &config_fd, config_dir: &config_dir };
         return create_new(&place, opened, args, started);
     };
-    let source = Source::Image {
-        reference: previous.origin.reference.clone(),
-        insecure: matches!(args.source, Source::Update { insecure: true }),
+    let network = match args.source {
+        Source::Update { network } => network,
+        _ => crate::registry::Network::default(),
     };
-    let opened = Opened::open(&source, args.quiet, args.system)?;
+    let source = Source::Image { reference: previous.origin.reference.clone(), network };
+    let opened = Opened::open(&source, args)?;
     if update::up_to_date(name, &previous, opened.origin().as_ref(), args.quiet) {
         return Ok(());
     }
@@ -153,9 +157,19 @@ pub fn create(args: &CreateArgs) -> Result<(), Error> {
     let unused = update::unused_old_trees(&data, name);
     ids.as_ref()
         .map_or(Ok(()), subids::enter_keep_id)
+        .and_then(|()| watch_signals())
         .and_then(|()| update::clean_leftovers(&data_fd, &data, name, &unused))?;
     let place = Place { data_fd: &data_fd, data: &data, config_fd: &config_fd, config_dir: &config_dir };
     update::rebuild(&place, opened, args, &previous, started)
+}
+
+/// From here on a signal stops the create at its next step, which then
+/// cleans up as on any error. Before, nothing is written that a signal's
+/// default action could leave half-made.
+fn watch_signals() -> Result<(), Error> {
+    interrupt::block()?;
+    interrupt::watch();
+    Ok(())
 }
 
 /// Where a distro's tree and config go, opened.
@@ -473,10 +487,7 @@ fn write_config(
         )));
     };
     let mut text = String::new();
-    let _ = writeln!(text, "// Made by `distrorun --create {name}` from {what}.");
-    if let Some(origin) = config.origin {
-        text.push_str(&origin.lines());
-    }
+    let _ = writeln!(text, "// Made by `distrorun --create {name}` from {}.", comment_safe(what));
     if system {
         let _ =
             writeln!(text, "// A system distro: maintain it as root (`sudo distrorun {name} apt-get ...`).");
@@ -488,6 +499,10 @@ fn write_config(
         text.push_str("(\n");
         let _ = writeln!(text, "    dir: \"{dir}\",");
         text.push_str("    ids: \"subuid\",\n");
+    }
+    if let Some(origin) = config.origin {
+        let _ = writeln!(text, "    // The image it was made from, which --update pulls again.");
+        let _ = writeln!(text, "    image: {},", origin.to_ron());
     }
     text.push_str(DEFAULT_VOLUMES);
     text.push_str(")\n");
@@ -515,6 +530,15 @@ fn write_config(
         placing,
     )
     .map_err(fail)
+}
+
+/// `text` for a comment line: a control character (a newline in a file
+/// name, say) is written as its escape, so that it cannot end the comment
+/// and start a line of config.
+fn comment_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .collect()
 }
 
 fn summary(verb: &str, name: &str, tree: &Path, stats: &Stats, started: Instant, origin: Option<&Origin>) {

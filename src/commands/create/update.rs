@@ -15,8 +15,6 @@
 //! deleted.
 
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -26,9 +24,9 @@ use nix::errno::Errno;
 use nix::fcntl::{renameat2, AtFlags, RenameFlags};
 use nix::sys::stat::fstatat;
 
+use super::in_use::{Tree, Usage};
 use super::{build_at, summary, write_config, Config, Opened, Place};
 use crate::cli::CreateArgs;
-use crate::error;
 use crate::places::{self, keyed_entry as entry, next_key, old_prefix};
 use crate::registry::Origin;
 use crate::tree::marker::{self, Stage};
@@ -54,9 +52,7 @@ pub fn previous(name: &str, config_dir: &Path, system: bool) -> Result<Previous,
             if system { "system" } else { "per-user" },
         )));
     }
-    let text = std::fs::read_to_string(&found.path)
-        .map_err(|e| error::io(format!("read {}", found.path.display()), &e))?;
-    let Some(origin) = Origin::from_config(&text) else {
+    let Some(origin) = crate::registry::origin_of(&found) else {
         return Err(Error::msg(format!(
             "distro {name} was not made from a registry image ({} names none), so --update has nothing to pull; to rebuild it, --remove it and --create it again from its source",
             found.path.display()
@@ -94,15 +90,19 @@ pub fn check_tree(name: &str, previous: &Previous, data: &Path) -> Result<(), Er
 /// more; looked at before entering the user namespace.
 pub fn unused_old_trees(data: &Path, name: &str) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(data) else { return Vec::new() };
-    entries
+    let old: Vec<(String, Tree)> = entries
         .flatten()
         .filter_map(|e| {
             let key = e.file_name().to_str()?.strip_prefix('.')?.to_owned();
             let meta = std::fs::symlink_metadata(e.path()).ok()?;
-            (places::is_old_key(&key, name) && meta.is_dir() && !in_use(meta.dev(), meta.ino()))
-                .then_some(key)
+            (places::is_old_key(&key, name) && meta.is_dir()).then(|| (key, Tree::new(&e.path(), &meta)))
         })
-        .collect()
+        .collect();
+    if old.is_empty() {
+        return Vec::new();
+    }
+    let usage = Usage::scan();
+    old.into_iter().filter(|(_, tree)| !usage.uses(tree)).map(|(key, _)| key).collect()
 }
 
 /// An interrupted update's new tree, and the `unused` old trees, each only
@@ -122,16 +122,6 @@ pub fn clean_leftovers(data_fd: &OwnedFd, data: &Path, name: &str, unused: &[Str
 
 fn reap(data_fd: &OwnedFd, data: &Path, key: &str) -> Result<(), Error> {
     remove::reap_marked(data_fd, data, key, &entry(key))
-}
-
-/// Whether a process this caller can see has the directory as its root:
-/// a run in progress in it.
-fn in_use(dev: u64, ino: u64) -> bool {
-    let Ok(procs) = std::fs::read_dir("/proc") else { return true };
-    procs.flatten().any(|p| {
-        p.file_name().as_bytes().iter().all(u8::is_ascii_digit)
-            && std::fs::metadata(p.path().join("root")).is_ok_and(|m| m.dev() == dev && m.ino() == ino)
-    })
 }
 
 /// Builds the new tree beside the old, swaps the two, rewrites the config
