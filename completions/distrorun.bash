@@ -30,7 +30,7 @@ _distrorun() {
 			mapfile -t COMPREPLY < <(compgen -W "$(_distrorun_names "$prog")" -- "$cur")
 			return 0
 			;;
-		-d | --directory | --backend | --extra-volume | --info | --create | --tarball | --oci | --tag | --image | --update | --debian | --mirror | --include | --state-dir | --keep-xattr | --max-size | --max-entries | --remove)
+		-d | --directory | --backend | --extra-volume | --info | --create | --tarball | --oci | --tag | --image | --update | --debian | --mirror | --include | --state-dir | --keep-xattr | --max-size | --max-entries | --timeout | --speed-limit | --speed-time | --remove)
 			i=$((i + 2))
 			continue
 			;;
@@ -75,14 +75,14 @@ _distrorun() {
 			mapfile -t COMPREPLY < <(compgen -W "security.capability security.selinux" -- "$cur")
 			return 0
 			;;
-		--create | --tag | --image | --debian | --mirror | --include | --max-size | --max-entries)
+		--create | --tag | --image | --debian | --mirror | --include | --max-size | --max-entries | --timeout | --speed-limit | --speed-time)
 			# A new name, a number, or what only the image or the mirror knows.
 			return 0
 			;;
 		esac
 		case $cur in
 		-*)
-			mapfile -t COMPREPLY < <(compgen -W "-d --directory --extra-volume --backend -v --verbose -n --dry-run -l --list --info --json --doctor --create --tarball --oci --tag --image --insecure-registry --update --debian --mirror --include --system --state-dir --keep-xattr --max-size --max-entries -q --quiet --remove --yes --root --export --export-bin --unexport --version --help --" -- "$cur")
+			mapfile -t COMPREPLY < <(compgen -W "-d --directory --extra-volume --backend -v --verbose -n --dry-run -l --list --info --json --doctor --create --tarball --oci --tag --image --insecure-registry --timeout --speed-limit --speed-time --update --debian --mirror --include --system --state-dir --keep-xattr --max-size --max-entries -q --quiet --remove --yes --root --export --export-bin --unexport --version --help --" -- "$cur")
 			return 0
 			;;
 		esac

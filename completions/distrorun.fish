@@ -23,7 +23,7 @@ function __distrorun_after_name
             case --export --export-bin --unexport
                 # NAME is the value, and what follows is not a command.
                 return 1
-            case -d --directory --backend --extra-volume --info --create --tarball --oci --tag --image --update --debian --mirror --include --state-dir --keep-xattr --max-size --max-entries --remove
+            case -d --directory --backend --extra-volume --info --create --tarball --oci --tag --image --update --debian --mirror --include --state-dir --keep-xattr --max-size --max-entries --timeout --speed-limit --speed-time --remove
                 set i (math $i + 2)
                 continue
             case '-*'
@@ -56,7 +56,10 @@ complete -c distrorun -n 'not __distrorun_after_name' -l tarball -r -F -d 'with 
 complete -c distrorun -n 'not __distrorun_after_name' -l oci -r -F -d 'with --create: an OCI image layout or archive'
 complete -c distrorun -n 'not __distrorun_after_name' -l tag -x -d 'with --oci: the image to take'
 complete -c distrorun -n 'not __distrorun_after_name' -l image -x -d 'with --create: an image from a container registry'
-complete -c distrorun -n 'not __distrorun_after_name' -l insecure-registry -d 'with --image or --update: allow plain HTTP and unverified certificates'
+complete -c distrorun -n 'not __distrorun_after_name' -l insecure-registry -d "with --image or --update: let the image's registry skip TLS checks"
+complete -c distrorun -n 'not __distrorun_after_name' -l timeout -x -d 'with --image or --update: the most seconds a manifest or token request may take'
+complete -c distrorun -n 'not __distrorun_after_name' -l speed-limit -x -d 'with --image or --update: give a download up below this many bytes a second'
+complete -c distrorun -n 'not __distrorun_after_name' -l speed-time -x -d 'with --image or --update: for how many seconds'
 complete -c distrorun -n 'not __distrorun_after_name' -l update -x -a '(__distrorun_names)' -d 'pull the image distro NAME was made from again'
 complete -c distrorun -n 'not __distrorun_after_name' -l debian -x -a 'stable testing unstable bookworm trixie' -d 'with --create: build a Debian SUITE with mmdebstrap'
 complete -c distrorun -n 'not __distrorun_after_name' -l mirror -x -d 'with --debian: the mirror'
