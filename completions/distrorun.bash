@@ -30,7 +30,7 @@ _distrorun() {
 			mapfile -t COMPREPLY < <(compgen -W "$(_distrorun_names "$prog")" -- "$cur")
 			return 0
 			;;
-		-d | --directory | --backend | --extra-volume | --info | --create | --tarball | --oci | --tag | --image | --update | --debian | --mirror | --include | --state-dir | --keep-xattr | --max-size | --max-entries | --timeout | --speed-limit | --speed-time | --remove)
+		-d | --directory | --backend | --extra-volume | --info | --create | --tarball | --oci | --tag | --image | --update | --debian | --mirror | --include | --state-dir | --keep-xattr | --max-size | --max-entries | --timeout | --speed-limit | --speed-time | --pull | --platform | --remove)
 			i=$((i + 2))
 			continue
 			;;
@@ -75,6 +75,14 @@ _distrorun() {
 			mapfile -t COMPREPLY < <(compgen -W "security.capability security.selinux" -- "$cur")
 			return 0
 			;;
+		--pull)
+			mapfile -t COMPREPLY < <(compgen -W "always missing never" -- "$cur")
+			return 0
+			;;
+		--platform)
+			mapfile -t COMPREPLY < <(compgen -W "linux/amd64 linux/arm64 linux/arm/v7 linux/ppc64le linux/s390x linux/riscv64" -- "$cur")
+			return 0
+			;;
 		--create | --tag | --image | --debian | --mirror | --include | --max-size | --max-entries | --timeout | --speed-limit | --speed-time)
 			# A new name, a number, or what only the image or the mirror knows.
 			return 0
@@ -82,7 +90,7 @@ _distrorun() {
 		esac
 		case $cur in
 		-*)
-			mapfile -t COMPREPLY < <(compgen -W "-d --directory --extra-volume --backend -v --verbose -n --dry-run -l --list --info --json --doctor --create --tarball --oci --tag --image --insecure-registry --timeout --speed-limit --speed-time --update --debian --mirror --include --system --state-dir --keep-xattr --max-size --max-entries -q --quiet --remove --yes --root --export --export-bin --unexport --version --help --" -- "$cur")
+			mapfile -t COMPREPLY < <(compgen -W "-d --directory --extra-volume --backend -v --verbose -n --dry-run -l --list --info --json --doctor --create --tarball --oci --tag --image --pull --platform --insecure-registry --timeout --speed-limit --speed-time --update --debian --mirror --include --system --state-dir --keep-xattr --max-size --max-entries -q --quiet --remove --yes --cache --cache-prune --all --root --export --export-bin --unexport --version --help --" -- "$cur")
 			return 0
 			;;
 		esac

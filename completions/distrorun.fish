@@ -23,7 +23,7 @@ function __distrorun_after_name
             case --export --export-bin --unexport
                 # NAME is the value, and what follows is not a command.
                 return 1
-            case -d --directory --backend --extra-volume --info --create --tarball --oci --tag --image --update --debian --mirror --include --state-dir --keep-xattr --max-size --max-entries --timeout --speed-limit --speed-time --remove
+            case -d --directory --backend --extra-volume --info --create --tarball --oci --tag --image --update --debian --mirror --include --state-dir --keep-xattr --max-size --max-entries --timeout --speed-limit --speed-time --pull --platform --remove
                 set i (math $i + 2)
                 continue
             case '-*'
@@ -57,6 +57,11 @@ complete -c distrorun -n 'not __distrorun_after_name' -l oci -r -F -d 'with --cr
 complete -c distrorun -n 'not __distrorun_after_name' -l tag -x -d 'with --oci: the image to take'
 complete -c distrorun -n 'not __distrorun_after_name' -l image -x -d 'with --create: an image from a container registry'
 complete -c distrorun -n 'not __distrorun_after_name' -l insecure-registry -d "with --image or --update: let the image's registry skip TLS checks"
+complete -c distrorun -n 'not __distrorun_after_name' -l pull -x -a 'always missing never' -d 'with --image: when to ask the registry'
+complete -c distrorun -n 'not __distrorun_after_name' -l platform -x -a 'linux/amd64 linux/arm64 linux/arm/v7 linux/ppc64le linux/s390x linux/riscv64' -d 'with --image: the image for this platform'
+complete -c distrorun -n 'not __distrorun_after_name' -l cache -d 'show the blob cache and which distros each blob serves'
+complete -c distrorun -n 'not __distrorun_after_name' -l cache-prune -d 'remove the blobs no distro uses from the blob cache'
+complete -c distrorun -n 'not __distrorun_after_name' -l all -d 'with --cache-prune: empty the blob cache'
 complete -c distrorun -n 'not __distrorun_after_name' -l timeout -x -d 'with --image or --update: the most seconds a manifest or token request may take'
 complete -c distrorun -n 'not __distrorun_after_name' -l speed-limit -x -d 'with --image or --update: give a download up below this many bytes a second'
 complete -c distrorun -n 'not __distrorun_after_name' -l speed-time -x -d 'with --image or --update: for how many seconds'

@@ -7,7 +7,7 @@ use std::time::Duration;
 use argh::FromArgs;
 use distrorun_config::{args, paths, BackendChoice, Error};
 
-use crate::registry::Network;
+use crate::registry::{Network, Wanted};
 use crate::source::debian::Debian;
 use crate::tree::limits::Limits;
 
@@ -77,6 +77,24 @@ pub struct Options {
     /// verify
     #[argh(switch)]
     pub insecure_registry: bool,
+    /// with --image: always (the default) asks the registry for the
+    /// manifest, missing only where the blob cache lacks the image, never
+    /// uses the cache alone
+    #[argh(option, arg_name = "POLICY")]
+    pub pull: Option<crate::registry::Pull>,
+    /// with --image: the image for OS/ARCH[/VARIANT] from a multi-platform
+    /// image (default: this machine's)
+    #[argh(option, arg_name = "OS/ARCH")]
+    pub platform: Option<String>,
+    /// show the blob cache: its size, and which distros each blob serves
+    #[argh(switch)]
+    pub cache: bool,
+    /// remove the blobs no distro's image uses from the blob cache
+    #[argh(switch)]
+    pub cache_prune: bool,
+    /// with --cache-prune: empty the blob cache
+    #[argh(switch)]
+    pub all: bool,
     /// with --image or --update: the most SECONDS a manifest or token
     /// request may take (default 60)
     #[argh(option, arg_name = "SECONDS")]
@@ -169,6 +187,8 @@ pub enum Command {
     Remove { name: String, yes: bool },
     /// `--export`, `--export-bin` or `--unexport`.
     Export(ExportRequest),
+    /// `--cache`, or `--cache-prune [--all]`; root's with `--system`.
+    Cache { prune: bool, all: bool, system: bool },
 }
 
 /// A run: the distro, the command, and the options that shape the run.
@@ -211,10 +231,10 @@ pub enum Source {
         tag: Option<String>,
     },
     Debian(Debian),
-    /// `--image REF`, from a registry, as `network` allows.
+    /// `--image REF`, from a registry, as `wanted` says.
     Image {
         reference: String,
-        network: Network,
+        wanted: Wanted,
     },
     /// `--update`: the image the distro's config names.
     Update {
@@ -248,6 +268,8 @@ const TAKES_VALUE: &[&str] = &[
     "--state-dir",
     "--max-size",
     "--max-entries",
+    "--pull",
+    "--platform",
     "--timeout",
     "--speed-limit",
     "--speed-time",
@@ -282,6 +304,9 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
     if let Some(query) = query(&opts, &split) {
         return query;
     }
+    if let Some(cache) = cache(&opts, &split)? {
+        return Ok(cache);
+    }
     if let Some(parsed) = lifecycle(&opts, &split)? {
         return Ok(parsed);
     }
@@ -301,6 +326,24 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
         })),
         None => Err(Error::Usage("no distro name given".into())),
     }
+}
+
+/// `--cache` and `--cache-prune [--all]`, which take nothing else.
+fn cache(opts: &Options, split: &args::Split) -> Result<Option<Command>, Error> {
+    if !opts.cache && !opts.cache_prune {
+        return if opts.all { Err(Error::Usage("--all goes with --cache-prune".into())) } else { Ok(None) };
+    }
+    let flag = if opts.cache_prune { "--cache-prune" } else { "--cache" };
+    if opts.cache && opts.cache_prune {
+        return Err(Error::Usage("--cache and --cache-prune cannot be combined".into()));
+    }
+    if opts.all && !opts.cache_prune {
+        return Err(Error::Usage("--all goes with --cache-prune".into()));
+    }
+    if split.name.is_some() || opts.create.is_some() || opts.update.is_some() || opts.remove.is_some() {
+        return Err(Error::Usage(format!("{flag} takes no distro name, and combines only with --system")));
+    }
+    Ok(Some(Command::Cache { prune: opts.cache_prune, all: opts.all, system: opts.system }))
 }
 
 /// `--list`, `--info` and `--doctor`, which take no distro name or command
@@ -334,6 +377,9 @@ fn lifecycle(opts: &Options, split: &args::Split) -> Result<Option<Command>, Err
     let stray = split.name.is_some() || !split.command.is_empty();
     if let Some(update) = update(opts, stray)? {
         return Ok(Some(Command::Create(update)));
+    }
+    if opts.image.is_none() && (opts.pull.is_some() || opts.platform.is_some()) {
+        return Err(Error::Usage("--pull and --platform go with --create NAME --image REF".into()));
     }
     if opts.image.is_none()
         && (opts.insecure_registry
@@ -407,9 +453,14 @@ fn create(opts: &Options, name: &str) -> Result<CreateArgs, Error> {
             mirror: opts.mirror.clone(),
             include: opts.include.clone(),
         }),
-        (None, None, None, Some(reference)) => {
-            Source::Image { reference: reference.clone(), network: network(opts)? }
-        }
+        (None, None, None, Some(reference)) => Source::Image {
+            reference: reference.clone(),
+            wanted: Wanted {
+                network: network(opts)?,
+                pull: opts.pull.unwrap_or_default(),
+                platform: platform(opts)?,
+            },
+        },
         (None, None, None, None) => {
             return Err(Error::Usage(format!(
                 "--create {name} needs a source: --tarball FILE, --oci PATH, --image REF or --debian SUITE"
@@ -484,6 +535,14 @@ fn network(opts: &Options) -> Result<Network, Error> {
             crate::tree::limits::parse_size(limit).map_err(|e| Error::Usage(format!("--speed-limit {e}")))?;
     }
     Ok(network)
+}
+
+/// `--platform OS/ARCH[/VARIANT]`.
+fn platform(opts: &Options) -> Result<Option<crate::registry::Platform>, Error> {
+    opts.platform
+        .as_deref()
+        .map(|p| p.parse().map_err(|e| Error::Usage(format!("--platform {e}"))))
+        .transpose()
 }
 
 /// `--max-size` and `--max-entries`, over the defaults.

@@ -66,5 +66,6 @@ fn dispatch(words: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
         Command::Create(args) => commands::create::create(&args),
         Command::Remove { name, yes } => commands::remove::remove(&name, yes),
         Command::Export(request) => commands::export::run(&request),
+        Command::Cache { prune, all, system } => commands::cache::run(prune, all, system),
     }
 }

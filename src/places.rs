@@ -11,6 +11,8 @@ use nix::unistd::{getresgid, getresuid};
 
 /// Where `--system` puts trees unless `--state-dir` says otherwise.
 pub const SYSTEM_STATE_DIR: &str = "/var/lib/distrorun";
+/// Root's blob cache, for system distros.
+pub const SYSTEM_CACHE_DIR: &str = "/var/cache/distrorun";
 
 /// Who runs distrorun. It must never run with privilege it was not started
 /// with: the privileged part is the helper, and only the helper.
@@ -64,6 +66,22 @@ pub fn data_dir() -> Result<PathBuf, Error> {
     data_home().map(|d| d.join("distrorun")).ok_or_else(|| {
         Error::msg("cannot tell where per-user distros go: neither XDG_DATA_HOME nor HOME is set")
     })
+}
+
+/// `${XDG_CACHE_HOME:-~/.cache}/distrorun`, the caller's blob cache, or
+/// root's for system distros.
+pub fn cache_dir(system: bool) -> Result<PathBuf, Error> {
+    if system {
+        return Ok(PathBuf::from(SYSTEM_CACHE_DIR));
+    }
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|d| d.is_absolute())
+        .or_else(|| home().map(|h| h.join(".cache")))
+        .map(|d| d.join("distrorun"))
+        .ok_or_else(|| {
+            Error::msg("cannot tell where the blob cache goes: neither XDG_CACHE_HOME nor HOME is set")
+        })
 }
 
 /// The leftover name of an interrupted create or remove.

@@ -52,13 +52,22 @@ pub struct Distro {
 pub struct ImageOrigin {
     pub reference: String,
     pub digest: String,
+    /// `--platform`, where it was given: `--update` pulls the same one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
 }
 
 impl ImageOrigin {
     /// The value as a config writes it, every string escaped as RON reads
     /// it back.
     pub fn to_ron(&self) -> String {
-        format!("(reference: {}, digest: {})", ron_string(&self.reference), ron_string(&self.digest))
+        let platform =
+            self.platform.as_deref().map(|p| format!(", platform: {}", ron_string(p))).unwrap_or_default();
+        format!(
+            "(reference: {}, digest: {}{platform})",
+            ron_string(&self.reference),
+            ron_string(&self.digest)
+        )
     }
 }
 

@@ -1,6 +1,7 @@
 //! The commands, one module each: every one is reached from `main` with
 //! the arguments it uses, and none imports another.
 
+pub mod cache;
 pub mod create;
 pub mod doctor;
 pub mod export;

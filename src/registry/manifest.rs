@@ -1,12 +1,13 @@
 //! Manifests: OCI and Docker v2 schema 2, and the indexes (manifest
 //! lists) that lead to one per platform.
 
-use std::collections::HashMap;
-
 use distrorun_engine::Error;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use std::sync::Arc;
+
+use super::cache::Cache;
 use super::reference::check_digest;
 use super::transport::{Client, Failure, MAX_MANIFEST};
 
@@ -50,6 +51,32 @@ pub struct Platform {
     pub variant: Option<String>,
 }
 
+impl std::str::FromStr for Platform {
+    type Err = String;
+
+    /// `OS/ARCH[/VARIANT]`, as podman's `--platform` takes it.
+    fn from_str(text: &str) -> Result<Platform, String> {
+        let parts: Vec<&str> = text.split('/').collect();
+        let word = |w: &&str| {
+            !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        match parts.as_slice() {
+            [os, arch, rest @ ..] if rest.len() <= 1 && parts.iter().all(word) => Ok(Platform {
+                os: (*os).to_owned(),
+                architecture: (*arch).to_owned(),
+                variant: rest.first().map(|v| (*v).to_owned()),
+            }),
+            _ => Err(format!("{text:?} is not a platform such as linux/arm64 or linux/arm/v7")),
+        }
+    }
+}
+
+/// The platform an image config names (its `os`, `architecture` and
+/// `variant`).
+pub fn config_platform(config: &[u8]) -> Option<Platform> {
+    serde_json::from_slice(config).ok()
+}
+
 impl std::fmt::Display for Platform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.os, self.architecture)?;
@@ -72,8 +99,6 @@ struct Document {
     layers: Option<Vec<Descriptor>>,
     #[serde(default)]
     config: Option<Descriptor>,
-    #[serde(default)]
-    annotations: HashMap<String, String>,
 }
 
 /// An image resolved to one platform's layers.
@@ -82,6 +107,13 @@ pub struct Resolved {
     /// multi-platform image. `--update` compares this.
     pub digest: String,
     pub layers: Vec<Descriptor>,
+    pub config: Descriptor,
+    /// The platform the index named for the manifest taken; `None` for a
+    /// reference straight to a manifest, whose config says it.
+    pub platform: Option<Platform>,
+    /// The digests of the indexes and manifests walked through, the top
+    /// one first.
+    pub manifests: Vec<String>,
 }
 
 /// The platform this machine runs, in the words of the OCI image spec.
@@ -103,60 +135,119 @@ pub fn host_platform() -> Platform {
 }
 
 /// Fetches the manifest the reference names and, through an index, the
-/// one for this machine.
-pub fn resolve(client: &Client, what: &str) -> Result<Resolved, Error> {
+/// one for `platform`; each one fetched goes into the cache too.
+pub fn resolve(
+    client: &Client,
+    what: &str,
+    platform: &Platform,
+    cache: Option<&Arc<Cache>>,
+) -> Result<Resolved, Error> {
     let key = client.reference.manifest_key().to_owned();
     let (top, bytes) = fetch(client, &key, client.reference.digest.as_deref(), what)?;
     let digest = format!("sha256:{:x}", Sha256::digest(&bytes));
+    if let Some(cache) = cache {
+        cache.put(&digest, &bytes);
+    }
+    let resolved = walk(top, digest, platform, what, |d| {
+        let (doc, bytes) = fetch(client, d, Some(d), what)?;
+        if let Some(cache) = cache {
+            cache.put(d, &bytes);
+        }
+        Ok(Some(doc))
+    })?;
+    resolved.ok_or_else(|| Error::msg(format!("{what}: its index leads nowhere")))
+}
+
+/// The same from the cache alone, starting at the cached manifest or index
+/// `top`; `None` where any of them is not cached.
+pub fn resolve_cached(
+    cache: &Cache,
+    top: &str,
+    platform: &Platform,
+    what: &str,
+) -> Result<Option<Resolved>, Error> {
+    let read = |d: &str| -> Result<Option<Document>, Error> {
+        match cache.get_bytes(d, MAX_MANIFEST) {
+            Some(bytes) => parse(&bytes, what).map(Some),
+            None => Ok(None),
+        }
+    };
+    let Some(doc) = read(top)? else { return Ok(None) };
+    walk(doc, top.to_owned(), platform, what, read)
+}
+
+fn parse(bytes: &[u8], what: &str) -> Result<Document, Error> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::msg(format!("{what}: its manifest is not valid JSON: {e}")))
+}
+
+/// From a manifest or index down to one platform's layers, reading each
+/// nested manifest through `next`.
+fn walk(
+    top: Document,
+    digest: String,
+    platform: &Platform,
+    what: &str,
+    mut next: impl FnMut(&str) -> Result<Option<Document>, Error>,
+) -> Result<Option<Resolved>, Error> {
     let mut doc = top;
+    let mut chosen_platform = None;
+    let mut walked = vec![digest.clone()];
     for _ in 0..4 {
         if let Some(manifests) = doc.manifests.take() {
             check_index(&manifests, what)?;
-            let chosen = choose(&manifests, &host_platform(), what)?;
-            let (next, _) = fetch(client, &chosen.digest, Some(&chosen.digest), what)?;
-            doc = next;
+            let chosen = choose(&manifests, platform, what)?;
+            chosen_platform.clone_from(&chosen.platform);
+            walked.push(chosen.digest.clone());
+            let Some(nested) = next(&chosen.digest)? else { return Ok(None) };
+            doc = nested;
             continue;
         }
-        if doc.schema_version == 1 || doc.media_type.as_deref().is_some_and(|t| t.contains("prettyjws")) {
-            return Err(Error::msg(format!(
-                "{what} is a Docker schema 1 manifest, which distrorun does not read; push it again with a current tool"
-            )));
-        }
-        let layers =
-            doc.layers.take().ok_or_else(|| Error::msg(format!("{what}: its manifest lists no layers")))?;
-        let Some(config) = &doc.config else {
-            return Err(Error::msg(format!("{what}: its manifest has no config")));
-        };
-        if layers.len() > MAX_LAYERS {
-            return Err(Error::msg(format!(
-                "{what} has {} layers; distrorun unpacks images of at most {MAX_LAYERS}",
-                layers.len()
-            )));
-        }
-        if check_digest(&config.digest).is_err() {
-            return Err(Error::msg(format!(
-                "{what} has a config with the digest {:?}; distrorun reads sha256 digests",
-                config.digest
-            )));
-        }
-        for layer in &layers {
-            if !LAYER_TYPES.contains(&layer.media_type.as_str()) {
-                return Err(Error::msg(format!(
-                    "{what} has a layer of media type {:?}, which distrorun cannot unpack",
-                    layer.media_type
-                )));
-            }
-            if check_digest(&layer.digest).is_err() {
-                return Err(Error::msg(format!(
-                    "{what} has a layer with the digest {:?}; distrorun reads sha256 digests",
-                    layer.digest
-                )));
-            }
-        }
-        let _ = &doc.annotations;
-        return Ok(Resolved { digest, layers });
+        let (layers, config) = check_manifest(doc, what)?;
+        return Ok(Some(Resolved { digest, layers, config, platform: chosen_platform, manifests: walked }));
     }
     Err(Error::msg(format!("{what}: its indexes nest too deeply")))
+}
+
+/// An image manifest's layers and config, each checked.
+fn check_manifest(mut doc: Document, what: &str) -> Result<(Vec<Descriptor>, Descriptor), Error> {
+    if doc.schema_version == 1 || doc.media_type.as_deref().is_some_and(|t| t.contains("prettyjws")) {
+        return Err(Error::msg(format!(
+            "{what} is a Docker schema 1 manifest, which distrorun does not read; push it again with a current tool"
+        )));
+    }
+    let layers =
+        doc.layers.take().ok_or_else(|| Error::msg(format!("{what}: its manifest lists no layers")))?;
+    let Some(config) = doc.config.take() else {
+        return Err(Error::msg(format!("{what}: its manifest has no config")));
+    };
+    if layers.len() > MAX_LAYERS {
+        return Err(Error::msg(format!(
+            "{what} has {} layers; distrorun unpacks images of at most {MAX_LAYERS}",
+            layers.len()
+        )));
+    }
+    if check_digest(&config.digest).is_err() {
+        return Err(Error::msg(format!(
+            "{what} has a config with the digest {:?}; distrorun reads sha256 digests",
+            config.digest
+        )));
+    }
+    for layer in &layers {
+        if !LAYER_TYPES.contains(&layer.media_type.as_str()) {
+            return Err(Error::msg(format!(
+                "{what} has a layer of media type {:?}, which distrorun cannot unpack",
+                layer.media_type
+            )));
+        }
+        if check_digest(&layer.digest).is_err() {
+            return Err(Error::msg(format!(
+                "{what} has a layer with the digest {:?}; distrorun reads sha256 digests",
+                layer.digest
+            )));
+        }
+    }
+    Ok((layers, config))
 }
 
 /// An index's entries, before any is used: a bounded number, each with a
@@ -227,9 +318,7 @@ fn fetch(client: &Client, key: &str, digest: Option<&str>, what: &str) -> Result
             )));
         }
     }
-    let doc: Document = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::msg(format!("{what}: its manifest is not valid JSON: {e}")))?;
-    Ok((doc, bytes))
+    Ok((parse(&bytes, what)?, bytes))
 }
 
 #[cfg(test)]
@@ -247,6 +336,21 @@ mod tests {
                 variant: variant.map(Into::into),
             }),
         }
+    }
+
+    #[test]
+    fn platforms_are_written_os_architecture_and_variant() {
+        let p: Platform = "linux/arm/v7".parse().unwrap();
+        assert_eq!(
+            (p.os.as_str(), p.architecture.as_str(), p.variant.as_deref()),
+            ("linux", "arm", Some("v7"))
+        );
+        assert_eq!("linux/amd64".parse::<Platform>().unwrap().to_string(), "linux/amd64");
+        for bad in ["linux", "linux/", "/amd64", "linux/arm/v7/x", "linux/a b"] {
+            assert!(bad.parse::<Platform>().is_err(), "{bad}");
+        }
+        let config = br#"{"architecture":"arm64","os":"linux","variant":"v8","rootfs":{}}"#;
+        assert_eq!(config_platform(config).map(|p| p.to_string()).as_deref(), Some("linux/arm64/v8"));
     }
 
     #[test]

@@ -28,6 +28,14 @@ pub trait ImageSource: Send + Sync {
     fn sizes(&self) -> Vec<Option<u64>>;
     /// A stream of layer `n`'s blob.
     fn open_layer(&self, n: usize) -> Result<Box<dyn LayerStream>, Error>;
+    /// What the summary line adds: where the layers came from.
+    fn note(&self) -> Option<String> {
+        None
+    }
+    /// What the user must know about the result even with `--quiet`.
+    fn warning(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A layer's blob, hashed as it is read.
@@ -69,23 +77,26 @@ impl ImageSource for oci::Image {
 }
 
 struct RemoteLayer {
-    blob: registry::blob::Blob,
+    layer: registry::Layer,
     what: String,
 }
 
 impl Read for RemoteLayer {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.blob.read(buf)
+        self.layer.read(buf)
     }
 }
 
 impl LayerStream for RemoteLayer {
     fn finish(mut self: Box<Self>) -> Result<(), Error> {
-        let drained = io::copy(&mut self.blob, &mut io::sink());
-        match (&self.blob.failure, drained) {
-            (Some(why), _) => Err(Error::msg(format!("{}: {why}", self.what))),
-            (None, Err(e)) => Err(Error::msg(format!("{}: {e}", self.what))),
-            (None, Ok(_)) => Ok(()),
+        let drained = io::copy(&mut self.layer, &mut io::sink());
+        let failure = match drained {
+            Ok(_) => self.layer.failure(),
+            Err(e) => Some(self.layer.failure().unwrap_or_else(|| e.to_string())),
+        };
+        match failure {
+            Some(why) => Err(Error::msg(format!("{}: {why}", self.what))),
+            None => Ok(()),
         }
     }
 }
@@ -100,7 +111,15 @@ impl ImageSource for registry::Remote {
     }
 
     fn open_layer(&self, n: usize) -> Result<Box<dyn LayerStream>, Error> {
-        Ok(Box::new(RemoteLayer { blob: self.layer(n)?, what: self.what.clone() }))
+        Ok(Box::new(RemoteLayer { layer: self.layer(n)?, what: self.what.clone() }))
+    }
+
+    fn note(&self) -> Option<String> {
+        Some(self.transfer.summary())
+    }
+
+    fn warning(&self) -> Option<String> {
+        self.foreign()
     }
 }
 

@@ -60,10 +60,20 @@ impl Opened {
                 let image = oci::Image::open(path, tag.as_deref(), args.limits.max_bytes)?;
                 Ok(Opened::Image { what: image.what.clone(), image: Arc::new(image), origin: None })
             }
-            Source::Image { reference, network } => {
-                let remote = crate::registry::Remote::open(reference, *network)?;
-                let origin =
-                    Origin { reference: remote.reference.to_string(), digest: remote.digest.clone() };
+            Source::Image { reference, wanted } => {
+                let cache = match crate::registry::Cache::open(args.system) {
+                    Ok(cache) => Some(Arc::new(cache)),
+                    Err(e) => {
+                        eprintln!("distrorun: the blob cache cannot be used ({e}); pulling without it");
+                        None
+                    }
+                };
+                let remote = crate::registry::Remote::open(reference, wanted, cache)?;
+                let origin = Origin {
+                    reference: remote.reference.to_string(),
+                    digest: remote.digest.clone(),
+                    platform: wanted.platform.as_ref().map(ToString::to_string),
+                };
                 Ok(Opened::Image { what: remote.pinned(), image: Arc::new(remote), origin: Some(origin) })
             }
             Source::Debian(suite) => Ok(Opened::Debian(suite.start(args.quiet, args.system)?)),
@@ -82,6 +92,14 @@ impl Opened {
         match self {
             Opened::Tarball { what, .. } | Opened::Image { what, .. } => what,
             Opened::Debian(running) => &running.what,
+        }
+    }
+
+    /// The image, for what the summary says of it.
+    fn image(&self) -> Option<Arc<dyn ImageSource>> {
+        match self {
+            Opened::Image { image, .. } => Some(image.clone()),
+            _ => None,
         }
     }
 
@@ -146,7 +164,12 @@ pub fn create(args: &CreateArgs) -> Result<(), Error> {
         Source::Update { network } => network,
         _ => crate::registry::Network::default(),
     };
-    let source = Source::Image { reference: previous.origin.reference.clone(), network };
+    let platform = match previous.origin.platform.as_deref().map(str::parse).transpose() {
+        Ok(platform) => platform,
+        Err(e) => return Err(Error::msg(format!("distro {name}'s config: its image platform {e}"))),
+    };
+    let wanted = crate::registry::Wanted { network, pull: crate::registry::Pull::Always, platform };
+    let source = Source::Image { reference: previous.origin.reference.clone(), wanted };
     let opened = Opened::open(&source, args)?;
     if update::up_to_date(name, &previous, opened.origin().as_ref(), args.quiet) {
         return Ok(());
@@ -187,6 +210,7 @@ fn create_new(place: &Place, opened: Opened, args: &CreateArgs, started: Instant
     let what = opened.what().to_owned();
     let origin = opened.origin();
     let partial = places::partial_name(name);
+    let image = opened.image();
     let (stats, tree_fd) = build_at(place, &partial, name, opened, args)?;
     renameat2(place.data_fd, partial.as_os_str(), place.data_fd, name, RenameFlags::RENAME_NOREPLACE)
         .map_err(|e| {
@@ -196,9 +220,12 @@ fn create_new(place: &Place, opened: Opened, args: &CreateArgs, started: Instant
     let config = Config { what: &what, origin: origin.as_ref(), system: args.system };
     write_config(place, &config, name, &tree, RenameFlags::RENAME_NOREPLACE)?;
     marker::mark(place.data_fd, place.data, name, &[(&tree_fd, Stage::Complete)])?;
-    if !args.quiet {
-        summary("created", name, &tree, &stats, started, origin.as_ref());
-    }
+    report(
+        "created",
+        name,
+        &tree,
+        &Report { stats: &stats, started, origin: origin.as_ref(), image, quiet: args.quiet },
+    );
     Ok(())
 }
 
@@ -541,7 +568,36 @@ fn comment_safe(text: &str) -> String {
         .collect()
 }
 
-fn summary(verb: &str, name: &str, tree: &Path, stats: &Stats, started: Instant, origin: Option<&Origin>) {
+/// What a finished create or update says of itself.
+struct Report<'a> {
+    stats: &'a Stats,
+    started: Instant,
+    origin: Option<&'a Origin>,
+    image: Option<Arc<dyn ImageSource>>,
+    quiet: bool,
+}
+
+/// The summary line (unless quiet), and a warning the user must see even
+/// so: an image whose programs cannot run here.
+fn report(verb: &str, name: &str, tree: &Path, r: &Report) {
+    if !r.quiet {
+        let note = r.image.as_ref().and_then(|i| i.note());
+        summary(verb, name, tree, r.stats, r.started, r.origin, note.as_deref());
+    }
+    if let Some(warning) = r.image.as_ref().and_then(|i| i.warning()) {
+        eprintln!("distrorun: distro {name}: {warning}");
+    }
+}
+
+fn summary(
+    verb: &str,
+    name: &str,
+    tree: &Path,
+    stats: &Stats,
+    started: Instant,
+    origin: Option<&Origin>,
+    note: Option<&str>,
+) {
     let from = origin.map(|o| format!(" from {} ({})", o.reference, o.digest)).unwrap_or_default();
     let mut line = format!(
         "distrorun: {verb} distro {name} in {}{from}: {} entries, {} in {:.1} s",
@@ -560,6 +616,9 @@ fn summary(verb: &str, name: &str, tree: &Path, stats: &Stats, started: Instant,
     .filter(|(n, _)| *n > 0)
     .map(|(n, what)| format!("{n} {what}"))
     .collect();
+    if let Some(note) = note {
+        let _ = write!(line, "; {note}");
+    }
     if skipped.is_empty() {
         line.push_str("; nothing skipped");
     } else {

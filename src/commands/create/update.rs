@@ -25,7 +25,7 @@ use nix::fcntl::{renameat2, AtFlags, RenameFlags};
 use nix::sys::stat::fstatat;
 
 use super::in_use::{Tree, Usage};
-use super::{build_at, summary, write_config, Config, Opened, Place};
+use super::{build_at, write_config, Config, Opened, Place, Report};
 use crate::cli::CreateArgs;
 use crate::places::{self, keyed_entry as entry, next_key, old_prefix};
 use crate::registry::Origin;
@@ -137,6 +137,7 @@ pub fn rebuild(
     let what = opened.what().to_owned();
     let origin = opened.origin();
     let next = next_key(name);
+    let image = opened.image();
     let (stats, new_fd) = build_at(place, &entry(&next), &next, opened, args)?;
     let old_fd = open_tree(place, Path::new(name))?;
     swap(place, name, &new_fd, &old_fd).inspect_err(|_| {
@@ -157,8 +158,9 @@ pub fn rebuild(
             "distrorun: updated distro {name} from {}: {} -> {new}",
             previous.origin.reference, previous.origin.digest
         );
-        summary("rebuilt", name, &tree, &stats, started, origin.as_ref());
     }
+    let report = Report { stats: &stats, started, origin: origin.as_ref(), image, quiet: args.quiet };
+    super::report("rebuilt", name, &tree, &report);
     keep_old(place, name, previous, &old_fd, args.quiet)
 }
 
