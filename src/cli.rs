@@ -378,20 +378,7 @@ fn lifecycle(opts: &Options, split: &args::Split) -> Result<Option<Command>, Err
     if let Some(update) = update(opts, stray)? {
         return Ok(Some(Command::Create(update)));
     }
-    if opts.image.is_none() && (opts.pull.is_some() || opts.platform.is_some()) {
-        return Err(Error::Usage("--pull and --platform go with --create NAME --image REF".into()));
-    }
-    if opts.image.is_none()
-        && (opts.insecure_registry
-            || opts.timeout.is_some()
-            || opts.speed_limit.is_some()
-            || opts.speed_time.is_some())
-    {
-        return Err(Error::Usage(
-            "--insecure-registry, --timeout, --speed-limit and --speed-time go with --image REF or --update NAME"
-                .into(),
-        ));
-    }
+    registry_options(opts)?;
     match (&opts.create, &opts.remove) {
         (Some(_), Some(_)) => Err(Error::Usage("--create and --remove cannot be combined".into())),
         (Some(name), None) => {
@@ -435,6 +422,25 @@ fn lifecycle(opts: &Options, split: &args::Split) -> Result<Option<Command>, Err
         }
         (None, None) => Ok(None),
     }
+}
+
+/// The registry's options, which go only where an image is pulled.
+fn registry_options(opts: &Options) -> Result<(), Error> {
+    if opts.image.is_none() && (opts.pull.is_some() || opts.platform.is_some()) {
+        return Err(Error::Usage("--pull and --platform go with --create NAME --image REF".into()));
+    }
+    if opts.image.is_none()
+        && (opts.insecure_registry
+            || opts.timeout.is_some()
+            || opts.speed_limit.is_some()
+            || opts.speed_time.is_some())
+    {
+        return Err(Error::Usage(
+            "--insecure-registry, --timeout, --speed-limit and --speed-time go with --image REF or --update NAME"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// `--create NAME` and its one source.
