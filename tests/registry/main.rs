@@ -8,6 +8,7 @@
 //! tools.
 
 mod archives;
+mod cache;
 mod pull;
 mod refusals;
 mod update;
@@ -50,12 +51,18 @@ impl Homes {
             .env("XDG_DATA_HOME", self.base.join("data"))
             .env("XDG_CONFIG_HOME", self.base.join("config"))
             .env("XDG_RUNTIME_DIR", self.base.join("runtime"))
+            .env("XDG_CACHE_HOME", self.base.join("cache"))
             .env("HOME", self.base.join("home"))
             .timeout(Duration::from_secs(300))
     }
 
     pub fn tree(&self, name: &str) -> PathBuf {
         self.base.join("data/distrorun").join(name)
+    }
+
+    /// The blob cache's blobs.
+    pub fn blobs(&self) -> PathBuf {
+        self.base.join("cache/distrorun/sha256")
     }
 
     pub fn config(&self, name: &str) -> PathBuf {
@@ -110,7 +117,9 @@ fn require_tool(path: &str) {
 }
 
 /// The test images, in one OCI layout that umoci builds: `v1` and `v2`, a
-/// busybox tree whose /etc/marker says which, one gzip layer each; `multi`, an index for
+/// busybox tree whose /etc/marker says which, one gzip layer each; `two1`
+/// and `two2`, the same busybox layer under a second layer whose
+/// /etc/marker says which; `multi`, an index for
 /// linux/amd64 and linux/arm64/v8; `foreign`, an index for arm64 and
 /// s390x only; `odd`, whose layer has a media type nobody knows.
 pub struct Images {
@@ -141,6 +150,14 @@ impl Images {
             done
             umoci init --layout layout
             for v in v1 v2; do umoci new --image layout:$v; umoci raw add-layer --image layout:$v $v.tar; done
+            mkdir -p base/bin top1/etc top2/etc; cp /usr/bin/busybox base/bin/
+            for c in sh cat sleep ls echo; do ln -s busybox base/bin/$c; done
+            echo two1 > top1/etc/marker; echo two2 > top2/etc/marker
+            for t in base top1 top2; do tar --numeric-owner --owner=0 --group=0 -C $t -cf $t.tar .; done
+            for v in two1 two2; do
+                umoci new --image layout:$v; umoci raw add-layer --image layout:$v base.tar
+                umoci raw add-layer --image layout:$v top${{v#two}}.tar
+            done
             python3 {craft} layout v1 multi index linux/amd64 linux/arm64/v8
             python3 {craft} layout v1 foreign index linux/arm64/v8 linux/s390x
             python3 {craft} layout v1 odd mediatype application/vnd.example.unknown
@@ -169,6 +186,14 @@ pub struct Registry {
     pub host: String,
     pub dir: TempDir,
     pub serve: Serve,
+}
+
+fn log_file(path: &Path) -> Stdio {
+    fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_or_else(|e| panic!("open {}: {e}", path.display()), Stdio::from)
 }
 
 fn free_port() -> u16 {
@@ -216,15 +241,15 @@ impl Registry {
                 format!("auth:\n  htpasswd:\n    realm: distrorun-test\n    path: {}/htpasswd\n", dir.str());
         }
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}/store\n  delete:\n    enabled: true\nhttp:\n{http}{auth}",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}/store\n  delete:\n    enabled: true\nhttp:\n{http}{auth}",
             dir.str()
         );
         fs::write(dir.join("config.yml"), config).expect("write the registry config");
         let mut child = Command::new(REGISTRY_BIN)
             .args(["serve", &format!("{}/config.yml", dir.str())])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log_file(&dir.join("access.log")))
+            .stderr(log_file(&dir.join("access.log")))
             .spawn()
             .expect("cannot start docker-registry");
         wait_for_port(port, &mut child, "docker-registry");
@@ -260,6 +285,14 @@ impl Registry {
 
     pub fn ca(&self) -> PathBuf {
         self.dir.join("ca.pem")
+    }
+
+    /// How many blobs of `repo` the registry has served, from its access
+    /// log.
+    pub fn blob_gets(&self, repo: &str) -> usize {
+        let log = fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();
+        let request = format!("\"GET /v2/{repo}/blobs/sha256:");
+        log.lines().filter(|l| l.contains(&request)).count()
     }
 }
 
