@@ -328,7 +328,7 @@ impl Writer {
             self.failed = true;
             let _ = unlinkat(&self.cache.tmp, self.name.as_str(), UnlinkatFlags::NoRemoveDir);
             eprintln!(
-                "distrorun: the blob cache in {} cannot take {} ({e}); it goes on without caching it",
+                "distrorun: the blob cache in {} cannot take {}: {e}; the create goes on without caching it",
                 self.cache.dir.display(),
                 self.what
             );
