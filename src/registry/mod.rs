@@ -151,8 +151,13 @@ impl Remote {
 
     /// The image's config, from the cache or the registry (and cached).
     fn config(&self, d: &manifest::Descriptor) -> Result<Option<Vec<u8>>, Error> {
-        if let Some(bytes) = self.cache.as_ref().and_then(|c| c.get_bytes(&d.digest, transport::MAX_MANIFEST))
-        {
+        let cached = || self.cache.as_ref().and_then(|c| c.get_bytes(&d.digest, transport::MAX_MANIFEST));
+        if let Some(bytes) = cached() {
+            return Ok(Some(bytes));
+        }
+        // Fetched once, as a layer is, when two creates want it at once.
+        let _lock = self.cache.as_ref().map(|c| c.lock(&d.digest)).transpose()?;
+        if let Some(bytes) = cached() {
             return Ok(Some(bytes));
         }
         let Some(client) = &self.client else { return Ok(None) };
