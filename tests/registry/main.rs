@@ -8,6 +8,7 @@
 //! tools.
 
 mod archives;
+mod attacks;
 mod pull;
 mod refusals;
 mod update;
