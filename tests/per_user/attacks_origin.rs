@@ -5,10 +5,14 @@
 use super::*;
 use std::net::TcpListener;
 
-/// The lines a config names its image with, after a first line to end
-/// the sentence they are written into, aimed at the test's own listener.
-fn forged_name(port: u16) -> String {
-    format!("d\n// image: 127.0.0.1:{port}/rt/evil:v1\n// digest: sha256:00")
+/// Below `dir`, a path whose last components spell the lines a config
+/// names its image with (after a first line to end the sentence they are
+/// written into), aimed at the test's own listener; its parents made.
+fn forged_path(dir: &TempDir, port: u16) -> PathBuf {
+    let path = dir.join(format!("d\n// image: 127.0.0.1:{port}/rt/evil:v1\n// digest: sha256:00"));
+    let parent = path.parent().expect("a parent");
+    fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir -p {}: {e}", parent.display()));
+    path
 }
 
 /// A listener nothing may connect to, on a port of its own.
@@ -37,8 +41,9 @@ fn assert_not_forged(run: &dyn Fn(&[&str]) -> Run, name: &str, config: &Path, tr
     assert!(trap.0.accept().is_err(), "--update connected to {forged}");
 }
 
-/// A small OCI layout (one layer with /etc/marker) under `name` in `dir`.
-fn layout_named(dir: &TempDir, name: &str) -> PathBuf {
+/// A small OCI layout (one layer with /etc/marker) made in `dir` and
+/// moved to `path`.
+fn layout_at(dir: &TempDir, path: &Path) {
     sh(&format!(
         "cd {d}; mkdir -p r/etc; echo oci > r/etc/marker
         tar --numeric-owner --owner=0 --group=0 -C r -cf r.tar .
@@ -46,9 +51,7 @@ fn layout_named(dir: &TempDir, name: &str) -> PathBuf {
         chmod -R a+rX layout",
         d = dir.str()
     ));
-    let path = dir.join(name);
-    fs::rename(dir.join("layout"), &path).expect("rename the layout");
-    path
+    fs::rename(dir.join("layout"), path).expect("move the layout");
 }
 
 #[test]
@@ -59,14 +62,21 @@ fn a_file_name_cannot_forge_the_image_a_distro_was_made_from() {
     let run = |args: &[&str]| homes.run(args);
 
     let files = TempDir::owned_by(USER, "forge-tar");
-    let tarball = files.join(forged_name(trap.1));
+    let tarball = forged_path(&files, trap.1);
     fs::hard_link(GUEST_TAR, &tarball).expect("link the guest tarball under the forged name");
     let name = unique("forgetar");
     homes.run(&["-q", "--create", &name, "--tarball", path_str(&tarball)]).output().assert_ok();
     assert_not_forged(&run, &name, &homes.config(&name), &trap);
+}
 
+#[test]
+fn a_directory_name_cannot_forge_the_image_an_oci_distro_was_made_from() {
+    let trap = trap();
+    let homes = Homes::new("forgeoci");
+    let run = |args: &[&str]| homes.run(args);
     let layouts = TempDir::new("forge-oci");
-    let layout = layout_named(&layouts, &forged_name(trap.1));
+    let layout = forged_path(&layouts, trap.1);
+    layout_at(&layouts, &layout);
     let name = unique("forgeoci");
     homes.run(&["-q", "--create", &name, "--oci", path_str(&layout)]).output().assert_ok();
     assert_not_forged(&run, &name, &homes.config(&name), &trap);
@@ -77,7 +87,7 @@ fn a_file_name_cannot_forge_the_image_of_a_system_distro() {
     require_file(GUEST_TAR);
     let trap = trap();
     let files = TempDir::new("forge-sys");
-    let tarball = files.join(forged_name(trap.1));
+    let tarball = forged_path(&files, trap.1);
     fs::hard_link(GUEST_TAR, &tarball).expect("link the guest tarball under the forged name");
     let state = TempDir::new("forge-state");
     let name = unique("forgesys");

@@ -31,7 +31,8 @@ impl Certs {
                 openssl req $ec -keyout trusted.key -out trusted.csr -subj /CN=localhost 2>/dev/null
                 printf '%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' "$san" > ext
                 openssl x509 -req -in trusted.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out trusted.pem -days 2 -extfile ext 2>/dev/null
-                openssl req -x509 $ec -keyout untrusted.key -out untrusted.pem -days 2 -subj /CN=localhost -addext "$san" 2>/dev/null
+                openssl req -x509 $ec -keyout untrusted.key -out untrusted.pem -days 2 -subj /CN=localhost -addext "$san" \
+                    -addext basicConstraints=critical,CA:FALSE -addext extendedKeyUsage=serverAuth 2>/dev/null
                 chmod a+r ca.pem"#,
                 d = dir.str()
             ));
@@ -169,6 +170,11 @@ fn pull(homes: &Homes, reference: &str, extra: &[&str], limit: Duration) -> (Str
     (name, out, took)
 }
 
+/// A run's exit status and stderr, for a message about several runs.
+fn outcome(out: &Output) -> String {
+    format!("exit status {:?}, stderr {:?}", out.code, out.stderr_str())
+}
+
 const LIMIT: Duration = Duration::from_secs(30);
 
 /// Refused in one line naming every needle, and nothing left behind.
@@ -185,18 +191,26 @@ fn credentials_never_go_to_a_plain_http_token_realm() {
     // A registry verified over HTTPS, and one that --insecure-registry
     // lets speak plain HTTP: neither sends the credentials stored for it
     // to a realm on another host:port over plain HTTP.
+    let mut pulls = Vec::new();
     for (tls, extra) in [(Tls::Trusted, &[][..]), (Tls::Plain, &["--insecure-registry"][..])] {
         let hostile = Hostile::start("token", tls, Tls::Plain, "http://127.0.0.1:{aux}/token");
         store_credentials(&homes, &hostile.host());
         let (name, out, _) = pull(&homes, &hostile.reference(), extra, LIMIT);
-        let leaked: Vec<Request> = hostile.reached("aux").into_iter().filter(|r| r.auth != "-").collect();
-        assert!(
-            leaked.is_empty(),
-            "credentials arrived at the plain HTTP realm: {leaked:?}\n{}",
-            out.report()
-        );
+        pulls.push((hostile, name, out));
+    }
+    let leaks: Vec<String> = pulls
+        .iter()
+        .map(|(hostile, _, out)| {
+            let leaked: Vec<Request> = hostile.reached("aux").into_iter().filter(|r| r.auth != "-").collect();
+            (hostile, leaked, out)
+        })
+        .filter(|(_, leaked, _)| !leaked.is_empty())
+        .map(|(h, leaked, out)| format!("realm port {}: {leaked:?}; {}", h.aux, outcome(out)))
+        .collect();
+    assert!(leaks.is_empty(), "credentials arrived at the plain HTTP realm:\n{}", leaks.join("\n"));
+    for (hostile, name, out) in &pulls {
         let realm = format!("http://127.0.0.1:{}/token", hostile.aux);
-        refused(&homes, &name, &out, &["plain HTTP", &realm]);
+        refused(&homes, name, out, &["plain HTTP", &realm]);
     }
 }
 
@@ -246,13 +260,22 @@ fn registries_conf_insecure_covers_its_own_location_without_the_flag() {
 #[test]
 fn https_never_redirects_down_to_plain_http() {
     let homes = Homes::new("redirect");
+    let mut pulls = Vec::new();
     for mode in ["redirect-manifest", "redirect-blob", "redirect-token"] {
         let hostile = Hostile::start(mode, Tls::Trusted, Tls::Plain, "https://127.0.0.1:{main}/token");
         store_credentials(&homes, &hostile.host());
         let (name, out, _) = pull(&homes, &hostile.reference(), &[], LIMIT);
-        let reached = hostile.reached("aux");
-        assert!(reached.is_empty(), "{mode}: the plain HTTP target was asked {reached:?}\n{}", out.report());
-        refused(&homes, &name, &out, &["redirect", "plain HTTP"]);
+        pulls.push((mode, hostile, name, out));
+    }
+    let followed: Vec<String> = pulls
+        .iter()
+        .map(|(mode, hostile, _, out)| (mode, hostile.reached("aux"), out))
+        .filter(|(_, reached, _)| !reached.is_empty())
+        .map(|(mode, reached, out)| format!("{mode}: {reached:?}; {}", outcome(out)))
+        .collect();
+    assert!(followed.is_empty(), "the plain HTTP target was asked:\n{}", followed.join("\n"));
+    for (_, _, name, out) in &pulls {
+        refused(&homes, name, out, &["redirect", "plain HTTP"]);
     }
 }
 
@@ -304,8 +327,8 @@ fn a_pull_stalled_in_a_layer_ends_on_sigterm_and_sigint_and_leaves_nothing() {
         // Some of the layer read and unpacked.
         std::thread::sleep(Duration::from_secs(1));
         let pid = child.id().to_string();
-        Run::as_user(USER, &[&format!("-{signal}"), &pid]).bin("/bin/kill").output().assert_ok();
         let sent = Instant::now();
+        Run::as_user(USER, &[&format!("-{signal}"), &pid]).bin("/bin/kill").output().assert_ok();
         let status = loop {
             if let Ok(Some(status)) = child.try_wait() {
                 break status;
@@ -355,12 +378,13 @@ fn an_index_entry_whose_digest_is_a_path_is_refused_before_any_request() {
     refused(&homes, &name, &out, &["digest"]);
 }
 
-/// The old trees of `name`'s updates.
+/// The old trees of `name`'s updates (directories; their markers are not).
 fn old_trees(homes: &Homes, name: &str) -> Vec<String> {
     let prefix = format!(".{name}+old-");
     let mut old: Vec<String> = fs::read_dir(homes.base.join("data/distrorun"))
         .expect("the data directory")
         .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with(&prefix))
         .collect();
