@@ -185,3 +185,99 @@ PY"#,
     assert_refused(&out, &["more than 5 entries"]);
     homes.run(&["-q", "--create", &name, "--tarball", &small, "--max-entries", "11"]).output().assert_ok();
 }
+
+/// A 64 MiB tmpfs the test user owns, for `TMPDIR`; unmounted on drop.
+struct SmallTmp {
+    dir: TempDir,
+}
+
+impl SmallTmp {
+    fn mount() -> SmallTmp {
+        let dir = TempDir::new("smalltmp");
+        let (uid, gid) = user_ids(USER);
+        sh(&format!(
+            "mount -t tmpfs -o size=64m,mode=0700,uid={uid},gid={gid} distrorun-test-tmp {}",
+            dir.str()
+        ));
+        SmallTmp { dir }
+    }
+
+    /// What `df` says is used, in KiB.
+    fn used_kib(&self) -> u64 {
+        let out = Command::new("df").args(["--output=used", "-k", self.dir.str()]).output().expect("run df");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines().last().and_then(|l| l.trim().parse().ok()).unwrap_or_else(|| panic!("df said {text:?}"))
+    }
+}
+
+impl Drop for SmallTmp {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.str()).status();
+    }
+}
+
+/// A `docker save` file compressed by zstd: its one layer holds a 1 GiB
+/// file of zeros, all of it a few tens of kilobytes. Written as a stream,
+/// the layer first (as docker and skopeo put it), hashed on the way for
+/// the config's `diff_id`.
+const GIB_OF_ZEROS_SAVED: &str = r#"python3 - <<'PY' | zstd -q -19 > zeros.docker.tar.zst
+import hashlib, json, sys, tarfile
+out = sys.stdout.buffer
+GIB = 1 << 30
+def member(name, size):
+    t = tarfile.TarInfo(name)
+    t.size, t.mode = size, 0o644
+    return t.tobuf(tarfile.GNU_FORMAT)
+def small(name, data):
+    out.write(member(name, len(data)) + data + bytes(-len(data) % 512))
+inner = member("zeros", GIB)
+size = len(inner) + GIB + 1024
+out.write(member("layer.tar", size))
+h = hashlib.sha256(inner)
+out.write(inner)
+chunk = bytes(1 << 20)
+for _ in range(GIB >> 20):
+    h.update(chunk)
+    out.write(chunk)
+h.update(bytes(1024))
+out.write(bytes(1024) + bytes(-size % 512))
+rootfs = {"type": "layers", "diff_ids": ["sha256:" + h.hexdigest()]}
+small("config.json", json.dumps({"architecture": "amd64", "os": "linux", "config": {}, "rootfs": rootfs}).encode())
+small("manifest.json", json.dumps([{"Config": "config.json", "RepoTags": ["distrorun/zeros:1"], "Layers": ["layer.tar"]}]).encode())
+out.write(bytes(1024))
+PY"#;
+
+/// A compressed archive is decompressed into `TMPDIR` before it is read:
+/// the size limit stops it there, and so does the free space, each with a
+/// message of its own rather than "No space left on device"; the
+/// temporary directory is left as empty as it was.
+#[test]
+fn a_compressed_archive_never_fills_the_temporary_directory() {
+    let homes = Homes::new("tmpfill");
+    let evil = Evil::new();
+    let archive = evil.make("zeros.docker.tar.zst", GIB_OF_ZEROS_SAVED);
+    let size = fs::metadata(&archive).expect("the archive").len();
+    assert!(size < 1 << 20, "the archive is {size} bytes, no bomb");
+    let tmp = SmallTmp::mount();
+    let create = |extra: &[&str]| {
+        let name = unique("tmpfill");
+        let mut args = vec!["-q", "--create", name.as_str(), "--oci", archive.as_str()];
+        args.extend_from_slice(extra);
+        let out = homes.run(&args).env("TMPDIR", tmp.dir.str()).timeout(Duration::from_secs(60)).output();
+        (name, out)
+    };
+    for (extra, needles) in
+        [(&["--max-size", "1M"][..], &["--max-size"][..]), (&[][..], &[tmp.dir.str(), "free"][..])]
+    {
+        let (name, out) = create(extra);
+        assert_refused(&out, &[]);
+        let err = out.stderr_str();
+        for needle in needles {
+            assert!(err.contains(needle), "the refusal does not name {needle:?}:\n{}", out.report());
+        }
+        assert!(!err.contains("No space left"), "the temporary directory filled up:\n{}", out.report());
+        homes.assert_absent(&name);
+        assert!(fs::symlink_metadata(homes.partial(&name)).is_err(), "the temporary tree was left behind");
+        assert_eq!(tmp.used_kib(), 0, "the temporary directory is not empty again");
+    }
+}

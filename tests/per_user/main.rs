@@ -19,6 +19,7 @@ mod attacks_archives;
 mod attacks_concurrency;
 mod attacks_launcher;
 mod attacks_oci;
+mod attacks_origin;
 mod attacks_other_users;
 mod attacks_remove;
 mod attacks_system;

@@ -8,6 +8,7 @@
 //! tools.
 
 mod archives;
+mod attacks;
 mod cache;
 mod pull;
 mod refusals;
