@@ -347,11 +347,13 @@ fn a_pull_stalled_in_a_layer_ends_on_sigterm_and_sigint_and_leaves_nothing() {
 }
 
 #[test]
-fn a_hundred_thousand_layers_or_index_entries_are_refused_at_once() {
+fn thousands_of_layers_or_index_entries_are_refused_at_once() {
     let homes = Homes::new("caps");
     for (mode, needles) in [
-        ("many-layers", &["100000 layers", "at most"][..]),
-        ("many-manifests", &["at most", "manifests"][..]),
+        ("many-layers", &["5000 layers", "at most 500"][..]),
+        ("huge-layers", &["/manifests/", "sent more than 4 MiB"][..]),
+        ("many-manifests", &["2000 manifests", "at most 1000"][..]),
+        ("huge-manifests", &["/manifests/", "sent more than 4 MiB"][..]),
     ] {
         let hostile = Hostile::start(mode, Tls::Trusted, Tls::Plain, "");
         let (name, out, took) = pull(&homes, &hostile.reference(), &[], Duration::from_secs(15));

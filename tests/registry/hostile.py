@@ -26,8 +26,11 @@ busybox, sh and cat, and /etc/marker saying "hostile". Modes:
   redirect-blob      main redirects blobs to aux (307)
   slow-manifest      manifests sent one byte every 2 s
   slow-blob          the layer sent at 10 bytes a second
-  many-layers        a manifest that lists an empty layer 100000 times
-  many-manifests     an index of 100000 entries
+  many-layers        a manifest that lists an empty layer 5000 times
+                     (under the 4 MiB a manifest may have)
+  huge-layers        the same 100000 times (15 MB)
+  many-manifests     an index of 2000 entries
+  huge-manifests     an index of 100000 entries (10 MB)
   evil-digest        an index whose entry's digest is a path
 """
 
@@ -122,17 +125,18 @@ blobs = {sha(layer): layer, sha(config): config, sha(empty): empty}
 manifest = manifest_of([descriptor(GZIP_LAYER, layer)])
 manifests = {sha(manifest): (OCI_MANIFEST, manifest)}
 top = (OCI_MANIFEST, manifest)
-if MODE == "many-layers":
-    many = manifest_of([descriptor(GZIP_LAYER, empty)] * 100000)
+COUNT = {"many-layers": 5000, "huge-layers": 100000, "many-manifests": 2000, "huge-manifests": 100000}.get(MODE, 0)
+if MODE in ("many-layers", "huge-layers"):
+    many = manifest_of([descriptor(GZIP_LAYER, empty)] * COUNT)
     top = (OCI_MANIFEST, many)
-elif MODE in ("many-manifests", "evil-digest"):
+elif MODE in ("many-manifests", "huge-manifests", "evil-digest"):
     platform = {"os": "linux", "architecture": ARCH}
     first = dict(descriptor(OCI_MANIFEST, manifest), platform=platform)
     if MODE == "evil-digest":
         first["digest"] = "sha256:../../../../v2/x/manifests/evil"
         entries = [first]
     else:
-        entries = [first] + [{"digest": sha(manifest), "size": len(manifest)}] * 99999
+        entries = [first] + [{"digest": sha(manifest), "size": len(manifest)}] * (COUNT - 1)
     index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}, separators=(",", ":"))
     top = (OCI_INDEX, index.encode())
 manifests[sha(top[1])] = top
