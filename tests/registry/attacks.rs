@@ -351,9 +351,9 @@ fn thousands_of_layers_or_index_entries_are_refused_at_once() {
     let homes = Homes::new("caps");
     for (mode, needles) in [
         ("many-layers", &["5000 layers", "at most 500"][..]),
-        ("huge-layers", &["/manifests/", "sent more than 4 MiB"][..]),
+        ("huge-layers", &["/manifests/", "sent more than 4.0 MiB"][..]),
         ("many-manifests", &["2000 manifests", "at most 1000"][..]),
-        ("huge-manifests", &["/manifests/", "sent more than 4 MiB"][..]),
+        ("huge-manifests", &["/manifests/", "sent more than 4.0 MiB"][..]),
     ] {
         let hostile = Hostile::start(mode, Tls::Trusted, Tls::Plain, "");
         let (name, out, took) = pull(&homes, &hostile.reference(), &[], Duration::from_secs(15));
