@@ -176,9 +176,11 @@ guest_suite_for_host() {
 
 # What `make deb` builds with: dpkg-buildpackage, debhelper, and the
 # packaged Rust toolchain that debian/control names (on Debian 12, the
-# rustc-web and cargo-web packages; see ensure_rust).
+# rustc-web and cargo-web packages; see ensure_rust). build-essential is in
+# no Build-Depends line, yet dpkg-checkbuilddeps demands it of every build,
+# and a minimal system (a debootstrap, a container image) lacks it.
 ensure_deb_build_deps() {
-	ensure_packages dpkg-dev debhelper fakeroot make
+	ensure_packages build-essential dpkg-dev debhelper fakeroot make
 	case $(_rust_flavour "$(_rust_min_version)") in
 	web) ensure_packages rustc-web cargo-web ;;
 	plain) ensure_packages rustc cargo ;;

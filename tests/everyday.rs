@@ -227,8 +227,8 @@ fn doctor_names_a_zero_user_max_user_namespaces() {
     let out = match Sysctl::set(MAX_USERNS, "0") {
         Ok(_zero) => run.output(),
         Err(e) => {
-            // Root without CAP_SYS_RESOURCE (in a container) cannot lower the
-            // global limit; the same limit of a child user namespace, which
+            // Root without CAP_SYS_RESOURCE, or under a read-only /proc/sys
+            // (in a container), cannot lower the global limit; the same limit of a child user namespace, which
             // is what that namespace's /proc/sys shows, says the same.
             eprintln!("cannot lower the global {MAX_USERNS} ({e}); setting it to 0 in a child user namespace instead");
             let tools = TempDir::new_in(TEST_ROOT, "nsmax");

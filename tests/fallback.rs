@@ -139,12 +139,14 @@ fn seccomp_enospc_on_user_namespaces_falls_back_to_the_helper_unnoticed() {
 
 /// The real kernel limit, not a filter. Where root may write the global
 /// sysctl (it needs `CAP_SYS_RESOURCE`), the whole run is compared with a
-/// userns run. In a container without that capability, the limit is set in
-/// a child user namespace that maps the ids to themselves
+/// userns run. In a container without that capability, or with /proc/sys
+/// mounted read-only (Docker, podman, systemd-nspawn), the global limit is
+/// left alone and the limit is set in a child user namespace that maps the ids to themselves
 /// (`tests/support/attack_nsmax.c`): there the kernel still answers `ENOSPC`
 /// from the same limit check and auto must choose the helper for that
 /// reason, but the helper then (rightly) refuses to run inside a user
-/// namespace, so only the choice and that refusal can be checked.
+/// namespace, so only the choice and that refusal can be checked. Where
+/// even that cannot be arranged, the test fails and says why.
 #[test]
 fn max_user_namespaces_zero_falls_back_to_the_helper() {
     require_setup();

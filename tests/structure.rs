@@ -175,3 +175,47 @@ fn the_checks_see_what_they_check() {
             .collect();
     assert_eq!(names, ["backend", "output", "places", "tree"]);
 }
+
+/// The `rust-version` the workspace declares is the oldest Rust that builds
+/// it: no locked crate asks for a newer one. The scripts install the
+/// distribution's toolchain by that number (Debian 12's `rustc-web` and
+/// Debian 13's `rustc` are 1.85 in their main suites), debian/control
+/// names it, and cargo refuses a crate whose own `rust-version` is above
+/// the compiler's: a dependency update that raises it must raise the
+/// declared one too, or be held back. Crates for other systems are left
+/// out, as they are never built.
+#[test]
+fn no_locked_crate_needs_a_newer_rust_than_the_workspace_declares() {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--locked", "--offline", "--format-version", "1", "--manifest-path"])
+        .arg(repo().join("Cargo.toml"))
+        // Only the crates built here are downloaded: a macOS-only one in
+        // the lock has no sources to read.
+        .arg("--filter-platform")
+        .arg(format!("{}-unknown-linux-gnu", std::env::consts::ARCH))
+        .output()
+        .expect("cannot run cargo metadata");
+    assert!(out.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("cargo metadata's JSON");
+    let version = |v: &str| v.split('.').map(|p| p.parse::<u32>().unwrap_or(0)).collect::<Vec<_>>();
+    let declared = read(&repo().join("Cargo.toml"))
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = \"")?.strip_suffix('"').map(str::to_owned))
+        .expect("rust-version in Cargo.toml");
+    let newer: Vec<String> = meta["packages"]
+        .as_array()
+        .expect("a package list")
+        .iter()
+        .filter_map(|p| {
+            let wants = p["rust_version"].as_str()?;
+            (version(wants) > version(&declared)).then(|| {
+                format!(
+                    "{} {} needs Rust {wants}",
+                    p["name"].as_str().unwrap_or("?"),
+                    p["version"].as_str().unwrap_or("?")
+                )
+            })
+        })
+        .collect();
+    assert!(newer.is_empty(), "the workspace declares Rust {declared}, but:\n{}", newer.join("\n"));
+}

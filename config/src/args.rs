@@ -17,18 +17,18 @@ pub struct Split {
 
 /// `takes_value` lists the options that consume the next word.
 pub fn split(args: impl IntoIterator<Item = OsString>, takes_value: &[&str]) -> Result<Split, Error> {
-    let mut out = Split::default();
+    let mut parsed = Split::default();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let arg = utf8(arg, "option")?;
         if arg == "--" {
             if let Some(name) = args.next() {
-                out.name = Some(utf8(name, "distro name")?);
+                parsed.name = Some(utf8(name, "distro name")?);
             }
             break;
         }
         if !arg.starts_with('-') || arg == "-" {
-            out.name = Some(arg);
+            parsed.name = Some(arg);
             break;
         }
         let (opt, inline) = match arg.split_once('=') {
@@ -36,12 +36,12 @@ pub fn split(args: impl IntoIterator<Item = OsString>, takes_value: &[&str]) -> 
             _ => (arg, None),
         };
         let wants_value = takes_value.contains(&opt.as_str());
-        out.options.push(opt.clone());
+        parsed.options.push(opt.clone());
         match (wants_value, inline) {
-            (true, Some(value)) => out.options.push(value),
+            (true, Some(value)) => parsed.options.push(value),
             (true, None) => {
                 let value = args.next().ok_or_else(|| Error::Usage(format!("option {opt} needs a value")))?;
-                out.options.push(utf8(value, "option value")?);
+                parsed.options.push(utf8(value, "option value")?);
             }
             (false, Some(_)) => return Err(Error::Usage(format!("option {opt} takes no value"))),
             (false, None) => {}
@@ -51,8 +51,8 @@ pub fn split(args: impl IntoIterator<Item = OsString>, takes_value: &[&str]) -> 
     if rest.peek().is_some_and(|a| a == "--") {
         rest.next();
     }
-    out.command = rest.collect();
-    Ok(out)
+    parsed.command = rest.collect();
+    Ok(parsed)
 }
 
 fn utf8(arg: OsString, what: &str) -> Result<String, Error> {

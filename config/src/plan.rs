@@ -335,14 +335,14 @@ mod tests {
         }
     }
 
-    fn plan(f: &Found, extra: &[&str], dir: Option<&str>, cwd: &str, cmd: &[&str]) -> Result<Plan, Error> {
+    fn plan(f: &Found, extra: &[&str], dir: Option<&str>, cwd: &str, argv: &[&str]) -> Result<Plan, Error> {
         let extra: Vec<PathBuf> = extra.iter().map(PathBuf::from).collect();
         Plan::new(Request {
             found: f,
             extra_volumes: &extra,
             directory: dir.map(Path::new),
             cwd: Path::new(cwd),
-            command: cmd.iter().map(OsString::from).collect(),
+            command: argv.iter().map(OsString::from).collect(),
             shell: Some("/bin/zsh".into()),
         })
     }

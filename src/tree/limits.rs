@@ -46,6 +46,11 @@ impl Budget {
         Budget { limits, bytes: 0, entries: 0 }
     }
 
+    /// The entries and declared bytes taken so far.
+    pub fn taken(&self) -> (u64, u64) {
+        (self.entries, self.bytes)
+    }
+
     /// One more entry, of `size` declared bytes: refused past a limit.
     pub fn take(&mut self, size: u64, member: &str, what: &str) -> Result<(), Error> {
         self.entries += 1;
@@ -69,15 +74,41 @@ impl Budget {
     }
 }
 
+/// The free room of the file system a tree is on, as `statvfs` tells it.
+#[derive(Debug, Clone, Copy)]
+pub struct Room {
+    pub bytes: u64,
+    /// `None` where the file system has no fixed number of inodes (btrfs,
+    /// for one, reports none).
+    pub inodes: Option<u64>,
+}
+
+impl Room {
+    pub fn of(tree: &OwnedFd) -> Result<Room, Error> {
+        let st = nix::sys::statvfs::fstatvfs(tree)
+            .map_err(|e| Error::sys("find the free space of the file system of the new tree", e))?;
+        Ok(Room {
+            bytes: st.blocks_available().saturating_mul(st.fragment_size()),
+            inodes: (st.files() > 0).then(|| st.files_available()),
+        })
+    }
+
+    /// `50000 free inodes and 1.2 GiB free`.
+    pub fn describe(&self) -> String {
+        match self.inodes {
+            Some(n) => format!("{n} free inodes and {} free", human_bytes(self.bytes)),
+            None => format!("{} free", human_bytes(self.bytes)),
+        }
+    }
+}
+
 /// Refuses a file of `size` bytes that the file system holding `tree`
 /// has no room for.
 pub fn check_free(tree: &OwnedFd, size: u64, member: &str, what: &str) -> Result<(), Error> {
     if size < CHECK_FREE_FROM {
         return Ok(());
     }
-    let st = nix::sys::statvfs::fstatvfs(tree)
-        .map_err(|e| Error::sys("find the free space of the file system of the new tree", e))?;
-    let free = st.blocks_available().saturating_mul(st.fragment_size());
+    let free = Room::of(tree)?.bytes;
     if size > free {
         return Err(Error::msg(format!(
             "{what}: member {member} declares {}, and the file system of the new tree has {} free",

@@ -21,7 +21,7 @@ use nix::sys::stat::{fchmod, fstatat, futimens, mkdirat, utimensat, Mode, SFlag,
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, linkat, mkfifoat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 
-use super::limits::{self, Budget, Limits};
+use super::limits::{self, human_bytes, Budget, Limits, Room};
 use super::sparse::{HoleWriter, PaxSparse};
 use super::tar_guard::{self, TarGuard};
 use super::xattr_policy::XattrPolicy;
@@ -63,6 +63,9 @@ pub struct Unpacker {
     /// Paths this layer wrote, which an opaque whiteout keeps.
     layer_paths: std::collections::HashSet<Vec<u8>>,
     budget: Budget,
+    /// The file system's free room before anything was written, for the
+    /// refusal when it runs out.
+    room: Option<Room>,
     xattr_policy: XattrPolicy,
     pub stats: Stats,
 }
@@ -77,7 +80,9 @@ impl Unpacker {
     pub fn new(root: OwnedFd, limits: Limits, xattr_policy: XattrPolicy) -> Unpacker {
         // Modes come from the archive as they are.
         nix::sys::stat::umask(Mode::empty());
+        let free_at_start = Room::of(&root).ok();
         Unpacker {
+            room: free_at_start,
             root,
             parent: None,
             dir_times: Vec::new(),
@@ -107,10 +112,18 @@ impl Unpacker {
         };
         {
             let mut archive = tar::Archive::new(&mut tracked);
-            for entry in archive.entries().map_err(corrupt)? {
+            let mut entries = archive.entries().map_err(corrupt)?;
+            while let Some(entry) = entries.next() {
                 let mut entry = entry.map_err(corrupt)?;
                 super::interrupt::check()?;
-                self.member(&mut entry, what, whiteouts)?;
+                if let Err(e) = self.member(&mut entry, what, whiteouts) {
+                    return Err(match e.errno() {
+                        Some(Errno::ENOSPC | Errno::EDQUOT) => {
+                            self.out_of_room(&e, &shown(&entry.path_bytes()), entries, what)
+                        }
+                        _ => e,
+                    });
+                }
                 self.stats.entries += 1;
                 progress.advance(1, entry.size());
             }
@@ -122,6 +135,58 @@ impl Unpacker {
         }
         io::copy(&mut tracked, &mut io::sink()).map_err(corrupt)?;
         Ok(())
+    }
+
+    /// The file system ran out of room (`full`, ENOSPC or EDQUOT) at
+    /// `member`. An archive that is over a limit should be refused for
+    /// that, not for the disk that gave out first: a small disk or a /tmp
+    /// with few inodes fills before a million empty files reach the entry
+    /// limit. So the rest of the stream is read, its headers counted
+    /// against the limits and nothing written; past a limit, that limit is
+    /// the refusal. Otherwise the archive is within the limits and does
+    /// not fit, and the refusal says how far it got, of how much, and what
+    /// room there was.
+    fn out_of_room<R: Read>(
+        &mut self,
+        full: &Error,
+        member: &str,
+        rest: tar::Entries<'_, R>,
+        what: &str,
+    ) -> Error {
+        let reached = self.stats.entries + 1;
+        for entry in rest {
+            let Ok(entry) = entry else {
+                // A stream that breaks off later is not what stopped this one.
+                break;
+            };
+            let kind = entry.header().entry_type();
+            if kind == tar::EntryType::XGlobalHeader {
+                continue;
+            }
+            let declared = if kind.is_file() { entry.size() } else { 0 };
+            if let Err(limit) = self.budget.take(declared, &shown(&entry.path_bytes()), what) {
+                return limit;
+            }
+        }
+        let (total, bytes) = self.budget.taken();
+        let now = self.room_now();
+        let ran_out = match now.and_then(|r| r.inodes) {
+            Some(0) => "inodes",
+            _ => "space",
+        };
+        let before = self
+            .room
+            .map_or_else(String::new, |r| format!("; it had {} before the unpack began", r.describe()));
+        Error::msg(format!(
+            "{what} does not fit on the file system of the new tree: it ran out of {ran_out} at entry {reached} of {total} ({member}: {}), the archive declaring {} in all{before}",
+            full.errno().map_or("out of room", Errno::desc),
+            human_bytes(bytes),
+        ))
+        .with_hint("make room on that file system (df -h and df -i show what it has), or keep distros on a larger one")
+    }
+
+    fn room_now(&self) -> Option<Room> {
+        Room::of(&self.root).ok()
     }
 
     /// Sets the times of the directories, deepest first, now that nothing

@@ -281,3 +281,68 @@ fn a_compressed_archive_never_fills_the_temporary_directory() {
         assert_eq!(tmp.used_kib(), 0, "the temporary directory is not empty again");
     }
 }
+
+/// A tmpfs of few inodes mounted on a directory, unmounted on drop.
+struct SmallTmpfs {
+    at: PathBuf,
+}
+
+impl SmallTmpfs {
+    fn mount(at: PathBuf, inodes: u64, owner: &str) -> SmallTmpfs {
+        let (uid, gid) = user_ids(owner);
+        let opts = format!("size=64m,nr_inodes={inodes},mode=0755,uid={uid},gid={gid}");
+        sh(&format!("mount -t tmpfs -o {opts} distrorun-test-small {}", at.display()));
+        SmallTmpfs { at }
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.at).status();
+    }
+}
+
+/// Where the data directory's file system has fewer free inodes than the
+/// entry limit, an archive past the limit is still refused for the limit,
+/// not for the inodes that ran out first; one within the limit that does
+/// not fit is refused for the room, with how far it got and of how much.
+#[test]
+fn a_file_system_with_few_inodes_does_not_hide_the_entry_limit() {
+    let homes = Homes::new("inodes");
+    let evil = Evil::new();
+    let _small = SmallTmpfs::mount(homes.base.join("data"), 2000, homes.user);
+    let many = |n: u32| {
+        let file = format!("many{n}.tar");
+        evil.make(
+            &file,
+            &format!(
+                r#"python3 - > {file} <<'PY'
+import sys, tarfile
+out = sys.stdout.buffer
+for i in range({n}):
+    t = tarfile.TarInfo("d%d/f%d" % (i // 500, i))
+    out.write(t.tobuf(tarfile.GNU_FORMAT))
+out.write(bytes(1024))
+PY"#
+            ),
+        )
+    };
+    let past = many(12_000);
+    let name = unique("inodes");
+    let out = homes.run(&["-q", "--create", &name, "--tarball", &past, "--max-entries", "10000"]).output();
+    assert_refused(&out, &["more than 10000 entries"]);
+    assert!(!out.stderr_str().contains("does not fit"), "{}", out.report());
+    assert!(out.stderr_str().contains("--max-entries"), "no hint of the option:\n{}", out.report());
+    homes.assert_absent(&name);
+    assert!(fs::symlink_metadata(homes.partial(&name)).is_err(), "the temporary tree was left behind");
+
+    let within = many(5_000);
+    let out = homes.run(&["-q", "--create", &name, "--tarball", &within, "--max-entries", "10000"]).output();
+    assert_refused(
+        &out,
+        &["does not fit on the file system of the new tree", "ran out of inodes at entry", "of 5000"],
+    );
+    assert!(out.stderr_str().contains("free inodes"), "the room there was is not told:\n{}", out.report());
+    homes.assert_absent(&name);
+    assert!(fs::symlink_metadata(homes.partial(&name)).is_err(), "the temporary tree was left behind");
+}

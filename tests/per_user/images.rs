@@ -110,7 +110,9 @@ fn oci_archives_and_docker_save_tarballs_are_images_too() {
 fn a_layer_that_does_not_match_its_digest_is_refused() {
     let image = Image::get();
     let homes = Homes::new("digest");
-    let bad = TempDir::new("badimage");
+    // Beside the image, on its file system: hard links cannot cross to
+    // /tmp where that is a file system of its own (a tmpfs, as on Debian 13).
+    let bad = TempDir::new_in(path_str(image.dir.parent().expect("the image has a parent")), "badimage");
     // The same layout, hard-linked, with the last layer's blob swapped for
     // another valid gzip'd layer of the same size under the same name, so
     // that only its digest tells them apart: a file of random bytes, its

@@ -8,6 +8,13 @@
  * user namespace then fails with ENOSPC from the real limit check, not from
  * a filter.
  *
+ * Where /proc/sys is mounted read-only (Docker, podman and systemd-nspawn
+ * do so), even a child namespace's own limit cannot be written through it.
+ * Then it first makes a mount namespace of its own, where it remounts
+ * /proc/sys read-write, which the rest of the machine never sees; that
+ * needs CAP_SYS_ADMIN over a mount the runtime has not locked, and where
+ * it is refused attack_nsmax says so and exits 99.
+ *
  *   attack_nsmax PROGRAM [ARG...]
  *
  * Exits 99 when its own set-up fails.
@@ -20,6 +27,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,6 +49,33 @@ static void write_file(const char *path, const char *text)
 	close(fd);
 }
 
+static void writable_proc_sys(void)
+{
+	struct statvfs st;
+	unsigned long keep = 0;
+
+	if (statvfs("/proc/sys", &st) < 0)
+		die("statvfs /proc/sys");
+	if (!(st.f_flag & ST_RDONLY))
+		return;
+	/* A bind remount must keep the flags the runtime set, or it is refused
+	 * where they are locked. */
+	if (st.f_flag & ST_NOSUID)
+		keep |= MS_NOSUID;
+	if (st.f_flag & ST_NODEV)
+		keep |= MS_NODEV;
+	if (st.f_flag & ST_NOEXEC)
+		keep |= MS_NOEXEC;
+	if (unshare(CLONE_NEWNS) < 0)
+		die("/proc/sys is read-only here, and a mount namespace to remount it in cannot be made "
+		    "(it needs CAP_SYS_ADMIN: run the tests on a machine, a VM, a systemd-nspawn or a privileged container)");
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		die("make the mounts of its own mount namespace private");
+	if (mount(NULL, "/proc/sys", NULL, MS_REMOUNT | MS_BIND | keep, NULL) < 0)
+		die("/proc/sys is read-only here, and the container's runtime does not let it be remounted read-write "
+		    "(run the tests on a machine, a VM, a systemd-nspawn or a privileged container)");
+}
+
 int main(int argc, char **argv)
 {
 	int go[2], status;
@@ -50,6 +86,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: attack_nsmax PROGRAM [ARG...]\n");
 		return 99;
 	}
+	writable_proc_sys();
 	if (pipe2(go, O_CLOEXEC) < 0)
 		die("pipe");
 	child = fork();

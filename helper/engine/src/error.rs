@@ -48,6 +48,12 @@ impl Error {
         self
     }
 
+    /// The errno of a failed system call, for a caller that reports some
+    /// errors as what they mean (a full disk) rather than where they came.
+    pub fn errno(&self) -> Option<Errno> {
+        self.errno
+    }
+
     pub fn hint(&self) -> Option<&str> {
         self.hint.as_deref()
     }

@@ -51,7 +51,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
                 mount_point: mountinfo_unescape(f[4]),
                 options: f[5].to_owned(),
                 tags: f[6..sep].iter().map(ToString::to_string).collect(),
-                fs_type: f.get(sep + 1).unwrap_or(&"").to_string(),
+                fs_type: f.get(sep + 1).copied().unwrap_or("").to_owned(),
                 line: line.to_owned(),
             }
         })
