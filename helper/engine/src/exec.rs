@@ -11,6 +11,7 @@ use nix::errno::Errno;
 use nix::sys::stat::stat;
 use nix::unistd::{chdir, execv, execve};
 
+use crate::binfmt;
 use crate::error::Kind;
 use crate::{log, Error, Log};
 
@@ -108,6 +109,7 @@ pub fn exec(plan: &Plan, argv: &[CString], env: &Env, log: Log) -> Error {
     }
     if name_bytes.contains(&b'/') {
         return match try_exec(name, argv, env, log) {
+            Errno::ENOENT if stat(name.as_c_str()).is_ok() => cannot_execute(plan, name_bytes, Errno::ENOENT),
             Errno::ENOENT | Errno::ENOTDIR => not_found(plan, name_bytes),
             e => cannot_execute(plan, name_bytes, e),
         };
@@ -153,26 +155,32 @@ enum Search {
     Stop,
 }
 
-/// execvp's rule. `exists` is asked only for EACCES, where a directory of
-/// PATH the caller cannot search hides nothing.
+/// execvp's rule, but for ENOENT from a file that is there: the kernel
+/// says that when the interpreter the file names is missing, and no later
+/// candidate is the command the caller meant. `exists` is asked only for
+/// EACCES and ENOENT, where a directory of PATH the caller cannot search,
+/// or that lacks the name, hides nothing.
 fn after_failed_exec(errno: Errno, exists: impl FnOnce() -> bool) -> Search {
     match errno {
-        Errno::EACCES if exists() => Search::RememberDenied,
-        Errno::EACCES | Errno::ENOENT | Errno::ENOTDIR | Errno::ENAMETOOLONG | Errno::ELOOP => {
-            Search::Continue
-        }
+        Errno::EACCES | Errno::ENOENT => match (errno, exists()) {
+            (Errno::EACCES, true) => Search::RememberDenied,
+            (_, true) => Search::Stop,
+            (_, false) => Search::Continue,
+        },
+        Errno::ENOTDIR | Errno::ENAMETOOLONG | Errno::ELOOP => Search::Continue,
         _ => Search::Stop,
     }
 }
 
 /// One exec attempt. A file the kernel does not recognise (ENOEXEC) is run
-/// by /bin/sh, as execvp does for scripts without a `#!` line.
+/// by /bin/sh, as execvp does for scripts without a `#!` line; an ELF file
+/// is not a script, and is left for [`cannot_execute`] to explain.
 fn try_exec(path: &CString, argv: &[CString], env: &Env, log: Log) -> Errno {
     if log.verbose && stat(path.as_c_str()).is_ok() {
         log.step(format_args!("exec {}", path.to_string_lossy()));
     }
     let errno = exec_one(path, argv, env);
-    if errno != Errno::ENOEXEC {
+    if errno != Errno::ENOEXEC || binfmt::is_elf(Path::new(OsStr::from_bytes(path.to_bytes()))) {
         return errno;
     }
     let mut sh_argv = vec![c"/bin/sh".to_owned(), path.clone()];
@@ -203,12 +211,23 @@ fn not_found(plan: &Plan, name: &[u8]) -> Error {
     .with_kind(Kind::NotFound)
 }
 
+/// The command is there but did not run. Where the kernel's errno alone
+/// would mislead (ENOENT for a missing interpreter, ENOEXEC for another
+/// architecture), the file itself says what is wrong.
 fn cannot_execute(plan: &Plan, path: &[u8], e: Errno) -> Error {
-    Error::sys(
-        format!("run {} in distro {}", PathBuf::from(OsStr::from_bytes(path)).display(), plan.distro),
-        e,
-    )
-    .with_kind(Kind::CannotExecute)
+    let shown = PathBuf::from(OsStr::from_bytes(path));
+    let why = matches!(e, Errno::ENOENT | Errno::ENOEXEC).then(|| binfmt::diagnose(&shown)).flatten();
+    let Some(why) = why else {
+        return Error::sys(format!("run {} in distro {}", shown.display(), plan.distro), e)
+            .with_kind(Kind::CannotExecute);
+    };
+    let err =
+        Error::msg(format!("cannot run {} in distro {}: {}", shown.display(), plan.distro, why.describe()))
+            .with_kind(Kind::CannotExecute);
+    match why.hint() {
+        Some(hint) => err.with_hint(hint),
+        None => err,
+    }
 }
 
 #[cfg(test)]
@@ -283,8 +302,17 @@ mod tests {
     fn a_denied_file_is_remembered_and_a_denied_directory_skipped() {
         assert_eq!(after_failed_exec(Errno::EACCES, || true), Search::RememberDenied);
         assert_eq!(after_failed_exec(Errno::EACCES, || false), Search::Continue);
-        for e in [Errno::ENOENT, Errno::ENOTDIR, Errno::ENAMETOOLONG, Errno::ELOOP] {
-            assert_eq!(after_failed_exec(e, || unreachable!("only asked for EACCES")), Search::Continue);
+        assert_eq!(
+            after_failed_exec(Errno::ENOENT, || true),
+            Search::Stop,
+            "there, but its interpreter is not"
+        );
+        assert_eq!(after_failed_exec(Errno::ENOENT, || false), Search::Continue);
+        for e in [Errno::ENOTDIR, Errno::ENAMETOOLONG, Errno::ELOOP] {
+            assert_eq!(
+                after_failed_exec(e, || unreachable!("only asked for EACCES and ENOENT")),
+                Search::Continue
+            );
         }
         assert_eq!(after_failed_exec(Errno::E2BIG, || true), Search::Stop);
         assert_eq!(after_failed_exec(Errno::ETXTBSY, || true), Search::Stop);
