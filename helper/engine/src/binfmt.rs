@@ -50,9 +50,8 @@ impl Reason {
                     machine_name(*machine),
                     machine_name(HOST_MACHINE)
                 );
-                if let Some((interp, present)) = interp {
-                    let state = if *present { "is there" } else { "is missing from the distro too" };
-                    let _ = write!(s, " (its ELF interpreter {} {state})", interp.display());
+                if let Some((interp, false)) = interp {
+                    let _ = write!(s, ", and its ELF interpreter {} is missing from the distro", interp.display());
                 }
                 s + ": Exec format error"
             }
