@@ -69,8 +69,8 @@ impl Reason {
     pub fn hint(&self) -> Option<String> {
         match self {
             Reason::ForeignMachine { .. } => Some(
-                "programs of another architecture run through binfmt_misc and qemu-user: register \
-                 qemu-user's interpreters with the fix-binary flag (Debian: apt install qemu-user-binfmt)"
+                "programs of another architecture run through binfmt_misc and qemu-user: register a \
+                 static qemu-user with the fix-binary flag (Debian: apt install qemu-user-static)"
                     .to_owned(),
             ),
             Reason::BrokenInterpreter { why, .. } => why.hint(),
