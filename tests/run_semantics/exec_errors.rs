@@ -97,6 +97,14 @@ per_backend! {
         }
     }
 
+    fn a_broken_program_earlier_in_path_does_not_hide_one_that_runs(b) {
+        // /usr/local/bin comes before /usr/bin in PATH, as execvp searches.
+        let copy = copy_with_program("shadowed", "/usr/local/bin/cat", b"#!/opt/vendor/bin/tclsh\n");
+        let d = TestDistro::with_dir("shadowed", &copy.path, "");
+        let out = run_in(b, &d, &["cat", "/etc/hostname"]).env("PATH", "/usr/local/bin:/usr/bin:/bin").output();
+        out.assert_ok();
+    }
+
     fn a_script_without_a_shebang_line_still_runs_through_sh(b) {
         let copy = copy_with_program("noshebang", "/usr/local/bin/plain-script", b"echo ran by sh\n");
         let d = TestDistro::with_dir("noshebang", &copy.path, "");

@@ -115,17 +115,29 @@ pub fn exec(plan: &Plan, argv: &[CString], env: &Env, log: Log) -> Error {
         };
     }
     let path_var = env.get("PATH").map(OsStringExt::into_vec);
+    let candidates = search_path(name_bytes, path_var.as_deref());
     let mut denied = None;
-    for candidate in search_path(name_bytes, path_var.as_deref()) {
-        let errno = try_exec(&candidate, argv, env, log);
+    let mut absent = Vec::new();
+    for (i, candidate) in candidates.iter().enumerate() {
+        let errno = try_exec(candidate, argv, env, log);
         match after_failed_exec(errno, || stat(candidate.as_c_str()).is_ok()) {
+            Search::Continue if errno == Errno::ENOENT => absent.push(i),
             Search::Continue => {}
-            Search::RememberDenied => denied = Some((candidate, errno)),
+            Search::RememberDenied => denied = denied.or(Some((i, errno))),
             Search::Stop => return cannot_execute(plan, candidate.as_bytes(), errno),
         }
     }
-    match denied {
-        Some((path, e)) => cannot_execute(plan, path.as_bytes(), e),
+    // Nothing ran. Only now, off the launch's path, is a candidate that
+    // failed with ENOENT looked at again: one that is there names an
+    // interpreter that is not, and that is what the caller needs to hear.
+    let broken =
+        absent.into_iter().find(|&i| stat(candidates[i].as_c_str()).is_ok()).map(|i| (i, Errno::ENOENT));
+    let first = match (denied, broken) {
+        (Some(d), Some(b)) => Some(if d.0 < b.0 { d } else { b }),
+        (d, b) => d.or(b),
+    };
+    match first {
+        Some((i, e)) => cannot_execute(plan, candidates[i].as_bytes(), e),
         None => not_found(plan, name_bytes),
     }
 }
@@ -155,19 +167,16 @@ enum Search {
     Stop,
 }
 
-/// execvp's rule, but for ENOENT from a file that is there: the kernel
-/// says that when the interpreter the file names is missing, and no later
-/// candidate is the command the caller meant. `exists` is asked only for
-/// EACCES and ENOENT, where a directory of PATH the caller cannot search,
-/// or that lacks the name, hides nothing.
+/// execvp's rule. `exists` is asked only for EACCES, where a directory of
+/// PATH the caller cannot search hides nothing. ENOENT goes on searching,
+/// as execvp does, even where the file is there and its interpreter is
+/// not: a later directory of PATH may hold a command that runs.
 fn after_failed_exec(errno: Errno, exists: impl FnOnce() -> bool) -> Search {
     match errno {
-        Errno::EACCES | Errno::ENOENT => match (errno, exists()) {
-            (Errno::EACCES, true) => Search::RememberDenied,
-            (_, true) => Search::Stop,
-            (_, false) => Search::Continue,
-        },
-        Errno::ENOTDIR | Errno::ENAMETOOLONG | Errno::ELOOP => Search::Continue,
+        Errno::EACCES if exists() => Search::RememberDenied,
+        Errno::EACCES | Errno::ENOENT | Errno::ENOTDIR | Errno::ENAMETOOLONG | Errno::ELOOP => {
+            Search::Continue
+        }
         _ => Search::Stop,
     }
 }
@@ -302,17 +311,8 @@ mod tests {
     fn a_denied_file_is_remembered_and_a_denied_directory_skipped() {
         assert_eq!(after_failed_exec(Errno::EACCES, || true), Search::RememberDenied);
         assert_eq!(after_failed_exec(Errno::EACCES, || false), Search::Continue);
-        assert_eq!(
-            after_failed_exec(Errno::ENOENT, || true),
-            Search::Stop,
-            "there, but its interpreter is not"
-        );
-        assert_eq!(after_failed_exec(Errno::ENOENT, || false), Search::Continue);
-        for e in [Errno::ENOTDIR, Errno::ENAMETOOLONG, Errno::ELOOP] {
-            assert_eq!(
-                after_failed_exec(e, || unreachable!("only asked for EACCES and ENOENT")),
-                Search::Continue
-            );
+        for e in [Errno::ENOENT, Errno::ENOTDIR, Errno::ENAMETOOLONG, Errno::ELOOP] {
+            assert_eq!(after_failed_exec(e, || unreachable!("only asked for EACCES")), Search::Continue);
         }
         assert_eq!(after_failed_exec(Errno::E2BIG, || true), Search::Stop);
         assert_eq!(after_failed_exec(Errno::ETXTBSY, || true), Search::Stop);
