@@ -110,7 +110,7 @@ uninstall-apparmor:
 
 # A Debian package, built with dpkg-buildpackage from a copy of the sources
 # (so that the build leaves nothing in this tree but $(DEB_OUT)); see
-# debian/ and the README. As root, it first installs the build dependencies
+# debian/ and docs/packaging.md. As root, it first installs the build dependencies
 # it lacks.
 DEB_OUT ?= target/deb
 deb:

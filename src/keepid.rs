@@ -17,9 +17,17 @@
 //! write; the check happens while a pidfd pins the process, so a reused pid
 //! is never mistaken for the holder. Anything else (no state, a dead holder,
 //! a pid now used by another process) makes a new holder under a lock, so that two first
-//! launches at once start one holder between them. Where no runtime
-//! directory can be trusted, or the holder cannot be started, the launch
-//! writes its own maps as before.
+//! launches at once start one holder between them.
+//!
+//! Without a runtime directory (under `su`, cron, or ssh without
+//! `pam_systemd`), the state goes to `/tmp/distrorun-UID`, as podman falls
+//! back to a directory of its own in `/tmp`. Another user may create that
+//! name first, as a directory, a file or a symlink: it is used only when it
+//! is a directory (never followed through a symlink) that is the caller's
+//! and that no one else may enter, checked on the descriptor every later
+//! step goes through. A name someone else planted costs the caller the
+//! joined namespace, never its safety: the launch then writes its own maps,
+//! as it does wherever the holder cannot be started.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -29,37 +37,39 @@ use std::path::{Path, PathBuf};
 use distrorun_engine::userns::{self, Forbidden, KeepId, MapRange};
 use distrorun_engine::{sys, Error};
 use nix::errno::Errno;
-use nix::fcntl::{open, Flock, FlockArg, OFlag};
+use nix::fcntl::{open, openat, renameat, Flock, FlockArg, OFlag};
 use nix::sched::{setns, unshare, CloneFlags};
-use nix::sys::stat::{fstat, Mode, SFlag};
-use nix::unistd::{getpid, Uid};
+use nix::sys::stat::{fstat, mkdirat, Mode, SFlag};
+use nix::unistd::{getpid, unlinkat, Uid, UnlinkatFlags};
 
 /// The state file's name in the runtime directory.
 const STATE: &str = "distrorun-keepid";
 const LOCK: &str = "distrorun-keepid.lock";
+/// Where the state goes without a runtime directory: `/tmp/distrorun-UID`.
+const TMP: &str = "/tmp";
+const TMP_PREFIX: &str = "distrorun-";
 
 /// Enters the keep-id user namespace and a new mount namespace. `Ok(Err(_))`
 /// means the kernel forbids user namespaces and nothing has changed.
 pub fn enter(ids: &KeepId, uid: Uid) -> Result<Result<(), Forbidden>, Error> {
-    let Some(dir) = runtime_dir(uid) else { return userns::enter_keep_id(ids, true) };
-    let (state, lock) = (dir.join(STATE), dir.join(LOCK));
-    if let Some(ns) = read_state(&state, uid).and_then(|pid| holder_namespace(pid, ids, uid)) {
+    let Some(dir) = state_dir(uid) else { return userns::enter_keep_id(ids, true) };
+    if let Some(ns) = read_state(&dir, uid).and_then(|pid| holder_namespace(pid, ids, uid)) {
         return join(&ns, ids);
     }
     // Made under the lock, so that a concurrent first launch waits and then
     // joins the holder this one starts.
-    let Ok(lock_file) = open_private(&lock, OFlag::O_RDWR | OFlag::O_CREAT, uid) else {
+    let Ok(lock_file) = open_private(&dir, LOCK, OFlag::O_RDWR | OFlag::O_CREAT, uid) else {
         return userns::enter_keep_id(ids, true);
     };
     let Ok(_held) = Flock::lock(lock_file, FlockArg::LockExclusive) else {
         return userns::enter_keep_id(ids, true);
     };
-    if let Some(ns) = read_state(&state, uid).and_then(|pid| holder_namespace(pid, ids, uid)) {
+    if let Some(ns) = read_state(&dir, uid).and_then(|pid| holder_namespace(pid, ids, uid)) {
         return join(&ns, ids);
     }
     if let Some(pid) = start_holder(ids) {
         if let Some(ns) = holder_namespace(pid, ids, uid) {
-            write_state(&dir, &state, pid, uid);
+            write_state(&dir, pid, uid);
             return join(&ns, ids);
         }
     }
@@ -77,29 +87,59 @@ fn join(ns: &OwnedFd, ids: &KeepId) -> Result<Result<(), Forbidden>, Error> {
     Ok(Ok(()))
 }
 
-/// `$XDG_RUNTIME_DIR`, else `/run/user/UID`, when it is a directory of the
-/// caller's that no one else may enter; nowhere else is the state kept.
-fn runtime_dir(uid: Uid) -> Option<PathBuf> {
+/// The directory the state is kept in, opened: `$XDG_RUNTIME_DIR`, else
+/// `/run/user/UID`, else the caller's own directory in `/tmp`.
+fn state_dir(uid: Uid) -> Option<OwnedFd> {
     let from_env = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|p| p.is_absolute());
-    from_env.into_iter().chain([PathBuf::from(format!("/run/user/{uid}"))]).find(|dir| {
-        let Ok(fd) = open(
-            dir,
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) else {
-            return false;
-        };
-        fstat(fd.as_fd()).is_ok_and(|st| {
-            st.st_uid == uid.as_raw()
-                && !Mode::from_bits_truncate(st.st_mode).intersects(Mode::S_IRWXG | Mode::S_IRWXO)
+    from_env
+        .into_iter()
+        .chain([PathBuf::from(format!("/run/user/{uid}"))])
+        .find_map(|dir| {
+            let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+            open(&dir, flags, Mode::empty()).ok().filter(|fd| private_dir(fd, uid))
         })
+        .or_else(|| tmp_dir(uid))
+}
+
+/// Whether `fd` is a directory of the caller's that no one else may enter.
+fn private_dir(fd: &OwnedFd, uid: Uid) -> bool {
+    fstat(fd.as_fd()).is_ok_and(|st| {
+        SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
+            && st.st_uid == uid.as_raw()
+            && !Mode::from_bits_truncate(st.st_mode).intersects(Mode::S_IRWXG | Mode::S_IRWXO)
     })
 }
 
-/// Opens a file of the runtime directory, never through a symlink, and only
+/// `/tmp/distrorun-UID`, made 0700 when missing, and used only when it is
+/// the caller's private directory. /tmp is everyone's to write, so the name
+/// may already be another user's (a directory, a file, a symlink): it is
+/// opened without following a symlink, and judged on that descriptor,
+/// which every later step goes through, so swapping the name afterwards
+/// changes nothing either.
+fn tmp_dir(uid: Uid) -> Option<OwnedFd> {
+    let tmp =
+        open(Path::new(TMP), OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).ok()?;
+    let name = format!("{TMP_PREFIX}{uid}");
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let dir = match openat(&tmp, name.as_str(), flags, Mode::empty()) {
+        Err(Errno::ENOENT) => {
+            // Another launch may make it at the same moment: EEXIST is fine,
+            // whoever made it is judged below.
+            match mkdirat(&tmp, name.as_str(), Mode::S_IRWXU) {
+                Ok(()) | Err(Errno::EEXIST) => openat(&tmp, name.as_str(), flags, Mode::empty()).ok()?,
+                Err(_) => return None,
+            }
+        }
+        other => other.ok()?,
+    };
+    private_dir(&dir, uid).then_some(dir)
+}
+
+/// Opens a file of the state directory, never through a symlink, and only
 /// when it is the caller's regular file that no one else may write.
-fn open_private(path: &Path, flags: OFlag, uid: Uid) -> Result<File, Errno> {
-    let fd = open(path, flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o600))?;
+fn open_private(dir: &OwnedFd, name: &str, flags: OFlag, uid: Uid) -> Result<File, Errno> {
+    let flags = flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = openat(dir, name, flags, Mode::from_bits_truncate(0o600))?;
     let st = fstat(fd.as_fd())?;
     let regular = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG;
     if !regular || st.st_uid != uid.as_raw() || st.st_mode & 0o022 != 0 {
@@ -109,22 +149,22 @@ fn open_private(path: &Path, flags: OFlag, uid: Uid) -> Result<File, Errno> {
 }
 
 /// The holder's pid, when the state file is the caller's.
-fn read_state(state: &Path, uid: Uid) -> Option<i32> {
+fn read_state(dir: &OwnedFd, uid: Uid) -> Option<i32> {
     let mut text = String::new();
-    open_private(state, OFlag::O_RDONLY, uid).ok()?.take(32).read_to_string(&mut text).ok()?;
+    open_private(dir, STATE, OFlag::O_RDONLY, uid).ok()?.take(32).read_to_string(&mut text).ok()?;
     text.trim().parse().ok().filter(|p| *p > 1)
 }
 
 /// Replaces the state file in one rename, so that a reader sees the old
 /// holder or the new one and never half a line.
-fn write_state(dir: &Path, state: &Path, pid: i32, uid: Uid) {
-    let tmp = dir.join(format!("{STATE}.{}", getpid()));
-    let written = open_private(&tmp, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL, uid)
+fn write_state(dir: &OwnedFd, pid: i32, uid: Uid) {
+    let tmp = format!("{STATE}.{}", getpid());
+    let written = open_private(dir, &tmp, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL, uid)
         .and_then(|mut f| f.write_all(format!("{pid}\n").as_bytes()).map_err(|_| Errno::EIO));
-    if written.is_ok() && std::fs::rename(&tmp, state).is_ok() {
+    if written.is_ok() && renameat(dir, tmp.as_str(), dir, STATE).is_ok() {
         return;
     }
-    let _ = std::fs::remove_file(&tmp);
+    let _ = unlinkat(dir, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
 }
 
 /// The user namespace of process `pid`, when it is a holder this launch may

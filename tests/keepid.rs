@@ -272,3 +272,150 @@ fn concurrent_first_launches_start_one_holder() {
     assert_eq!(namespaces.len(), 1, "concurrent first launches ended in several namespaces: {namespaces:?}");
     assert_eq!(ns_of(k.holder().expect("a holder")), namespaces[0]);
 }
+
+/// Launches without a runtime directory (as under `su`, cron, or ssh
+/// without `pam_systemd`) keep their state in `/tmp/distrorun-UID`. They run
+/// as `OTHER_USER`, whom the set-up gives no `/run/user/UID`; the directory
+/// in /tmp is one per user, so these tests take turns.
+struct NoRuntime {
+    distro: UserDistro,
+    dir: PathBuf,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+static TMP_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl NoRuntime {
+    fn new(tag: &str) -> NoRuntime {
+        let turn = TMP_TURN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let uid = user_ids(OTHER_USER).0;
+        assert!(
+            !Path::new(&format!("/run/user/{uid}")).exists(),
+            "/run/user/{uid} exists: these tests need {OTHER_USER} without a runtime directory"
+        );
+        let dir = PathBuf::from(format!("/tmp/distrorun-{uid}"));
+        let ron = ron_config(Path::new(GUEST), STANDARD_VOLUMES, "ids: \"subuid\",");
+        let k = NoRuntime { distro: UserDistro::new(OTHER_USER, &unique(tag), &ron), dir, _turn: turn };
+        k.clear();
+        k
+    }
+
+    /// Ends the holder recorded there and removes whatever is at the name.
+    fn clear(&self) {
+        if let Some(pid) =
+            fs::read_to_string(self.dir.join("distrorun-keepid")).ok().and_then(|t| t.trim().parse().ok())
+        {
+            kill(pid);
+        }
+        match fs::symlink_metadata(&self.dir) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&self.dir).expect("remove the state directory"),
+            Ok(_) => fs::remove_file(&self.dir).expect("remove what is at the state directory's name"),
+            Err(_) => {}
+        }
+    }
+
+    /// The user namespace a launch ran in, with neither `XDG_RUNTIME_DIR`
+    /// nor /run/user/UID.
+    fn namespace(&self) -> String {
+        let out = Run::as_user(OTHER_USER, &[&self.distro.name, "sh", "-c", PROBE])
+            .env_remove("XDG_RUNTIME_DIR")
+            .output();
+        out.assert_ok();
+        let text = out.stdout_str();
+        let mut lines = text.lines();
+        let ns = lines.next().unwrap_or_default().to_owned();
+        assert!(ns.starts_with("user:["), "{}", out.report());
+        assert_eq!(lines.next(), Some(user_ids(OTHER_USER).0.to_string().as_str()), "{}", out.report());
+        ns
+    }
+
+    /// `OTHER_USER`'s keep-id holders now running.
+    fn holders() -> Vec<u32> {
+        let uid = user_ids(OTHER_USER).0;
+        fs::read_dir("/proc")
+            .expect("read /proc")
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                let owner =
+                    fs::metadata(format!("/proc/{pid}")).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+                comm.trim() == "distrorun-keep" && owner.ok() == Some(uid)
+            })
+            .collect()
+    }
+}
+
+impl Drop for NoRuntime {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+#[test]
+fn without_a_runtime_directory_the_namespace_is_kept_through_a_private_directory_in_tmp() {
+    let k = NoRuntime::new("keep-tmp");
+    let first = k.namespace();
+    let meta = fs::symlink_metadata(&k.dir).expect("the launch made its directory in /tmp");
+    assert!(meta.is_dir());
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), user_ids(OTHER_USER).0);
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700, "{} is open to others", k.dir.display());
+    let holder: u32 = fs::read_to_string(k.dir.join("distrorun-keepid"))
+        .expect("the state file")
+        .trim()
+        .parse()
+        .expect("a pid");
+    assert_eq!(ns_of(holder), first);
+    assert_eq!(k.namespace(), first, "a second launch joins the same namespace");
+}
+
+/// Another user (`USER` here) creates the name first: as a directory open
+/// to all, as a private directory of its own, as a symlink to a directory
+/// of the victim's, and as a file. Each time the victim's launches still
+/// run, with the right maps, and write nothing there or through it.
+#[test]
+fn a_name_another_user_planted_in_tmp_is_never_used() {
+    let (attacker, attacker_gid) = user_ids(USER);
+    let victim_dir = TempDir::owned_by(OTHER_USER, "keep-victim").with_mode(0o700);
+    for plant in ["open directory", "private directory", "symlink", "file"] {
+        let k = NoRuntime::new("keep-plant");
+        match plant {
+            "open directory" | "private directory" => {
+                fs::create_dir(&k.dir).expect("plant a directory");
+                let mode = if plant == "open directory" { 0o1777 } else { 0o700 };
+                fs::set_permissions(&k.dir, fs::Permissions::from_mode(mode)).expect("chmod");
+            }
+            "symlink" => symlink(&victim_dir.path, &k.dir).expect("plant a symlink"),
+            _ => fs::write(&k.dir, "").expect("plant a file"),
+        }
+        std::os::unix::fs::lchown(&k.dir, Some(attacker), Some(attacker_gid))
+            .expect("give it to the attacker");
+        let before = NoRuntime::holders();
+        let out = Run::as_user(OTHER_USER, &[&k.distro.name, "cat", "/proc/self/uid_map"])
+            .env_remove("XDG_RUNTIME_DIR")
+            .output();
+        out.assert_ok();
+        let ranges = out.stdout_str().lines().filter(|l| !l.trim().is_empty()).count();
+        assert_eq!(ranges, 3, "{plant}: the keep-id maps are not in place:\n{}", out.report());
+        k.namespace();
+        let meta = fs::symlink_metadata(&k.dir).expect("the planted name is still there");
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&meta),
+            attacker,
+            "{plant}: the planted name was replaced"
+        );
+        if meta.is_dir() {
+            let entries: Vec<_> =
+                fs::read_dir(&k.dir).expect("read the planted directory").flatten().collect();
+            assert!(entries.is_empty(), "{plant}: the victim wrote into the planted directory: {entries:?}");
+        }
+        let through: Vec<_> =
+            fs::read_dir(&victim_dir.path).expect("read the symlink's target").flatten().collect();
+        assert!(through.is_empty(), "{plant}: the victim wrote through the symlink: {through:?}");
+        let started: Vec<u32> = NoRuntime::holders().into_iter().filter(|p| !before.contains(p)).collect();
+        assert!(
+            started.is_empty(),
+            "{plant}: holders {started:?} were started with nowhere safe to record them"
+        );
+    }
+}

@@ -174,7 +174,7 @@ impl Drop for Installed {
     }
 }
 
-/// The lintian tags that may remain, each explained in the README.
+/// The lintian tags that may remain, each explained in docs/packaging.md.
 const EXPECTED_LINTIAN: &[&str] = &["elevated-privileges", "shared-library-lacks-prerequisites"];
 
 #[test]
@@ -240,7 +240,7 @@ fn check_contents(deb: &str) -> Vec<String> {
     entries.into_iter().map(|(_, p)| p).collect()
 }
 
-/// lintian: no error, and no warning but those the README explains.
+/// lintian: no error, and no warning but those docs/packaging.md explains.
 fn check_lintian(deb: &str) {
     let lint = sh("lintian", &["--tag-display-limit", "0", deb], Duration::from_secs(600));
     let tags: Vec<String> = lint
@@ -253,7 +253,7 @@ fn check_lintian(deb: &str) {
         .iter()
         .filter(|t| !EXPECTED_LINTIAN.iter().any(|e| t.split_whitespace().nth(2) == Some(e)))
         .collect();
-    assert!(unexplained.is_empty(), "lintian tags the README does not explain:\n{}", lint.report());
+    assert!(unexplained.is_empty(), "lintian tags docs/packaging.md does not explain:\n{}", lint.report());
 }
 
 /// Installs the package with apt, runs it as the test user under both

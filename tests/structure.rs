@@ -1,6 +1,6 @@
 //! The shape of the code, checked on every `cargo test`: the front end's
-//! modules import only the ones below them, in the order README's
-//! architecture section lists them, so there is no import circle; a command
+//! modules import only the ones below them, in the order
+//! docs/architecture.md lists them, so there is no import circle; a command
 //! never imports another command; no function in `src/` is over 60 lines,
 //! and no test file over 600.
 
@@ -11,6 +11,9 @@ const MAX_FUNCTION_LINES: usize = 60;
 const MAX_TEST_FILE_LINES: usize = 600;
 /// Over the limit, and waiting for its split by topic.
 const LONG_TEST_FILES: &[&str] = &[];
+
+/// Where the map of the code, and with it the order of the layers, lives.
+const ARCHITECTURE: &str = "docs/architecture.md";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -90,12 +93,11 @@ fn no_test_file_is_over_600_lines() {
     assert!(long.is_empty(), "test files over {MAX_TEST_FILE_LINES} lines:\n{}", long.join("\n"));
 }
 
-/// The front end's modules, top first, as README's architecture section
-/// lists them under `src/`: `main.rs`, `cli.rs`, `commands/`, ...
+/// The front end's modules, top first, as docs/architecture.md lists them
+/// under `src/`: `main.rs`, `cli.rs`, `commands/`, ...
 fn layers() -> Vec<String> {
-    let readme = read(&repo().join("README.md"));
-    let section = readme.split("\n## Architecture\n").nth(1).expect("README has an Architecture section");
-    let mut lines = section.lines().skip_while(|l| !l.starts_with("src/"));
+    let map = read(&repo().join(ARCHITECTURE));
+    let mut lines = map.lines().skip_while(|l| !l.starts_with("src/"));
     lines.next().expect("the architecture lists src/");
     let layers: Vec<String> = lines
         .take_while(|l| l.is_empty() || l.starts_with(' '))
@@ -103,11 +105,11 @@ fn layers() -> Vec<String> {
         .filter_map(|l| l.split_whitespace().next())
         .map(str::to_owned)
         .collect();
-    assert!(layers.len() > 8, "too few modules listed under src/ in README: {layers:?}");
+    assert!(layers.len() > 8, "too few modules listed under src/ in {ARCHITECTURE}: {layers:?}");
     layers
 }
 
-/// The module of `src/` a file belongs to, as README names it: `cli.rs`,
+/// The module of `src/` a file belongs to, as the architecture names it: `cli.rs`,
 /// or `commands/` for everything under `src/commands`.
 fn module_of(file: &Path) -> String {
     let relative = file.strip_prefix(repo().join("src")).expect("a file under src/");
@@ -149,7 +151,7 @@ fn modules_import_only_the_ones_below_them() {
     for file in rust_files(&repo().join("src")) {
         let module = module_of(&file);
         let Some(own) = rank(&module) else {
-            wrong.push(format!("{}: module {module} is not listed in README's architecture", shown(&file)));
+            wrong.push(format!("{}: module {module} is not listed in {ARCHITECTURE}", shown(&file)));
             continue;
         };
         for imported in imports(&read(&file)) {
@@ -157,12 +159,12 @@ fn modules_import_only_the_ones_below_them() {
                 Some(r) if r == own && module == "commands/" => "a command imports another command",
                 Some(r) if r >= own => continue,
                 Some(_) => "it is listed above the importer",
-                None => "it is not listed in README",
+                None => "it is not listed in the architecture",
             };
             wrong.push(format!("{}: imports crate::{imported}: {why}", shown(&file)));
         }
     }
-    assert!(wrong.is_empty(), "imports against the layering in README:\n{}", wrong.join("\n"));
+    assert!(wrong.is_empty(), "imports against the layering in {ARCHITECTURE}:\n{}", wrong.join("\n"));
 }
 
 #[test]

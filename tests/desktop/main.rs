@@ -425,7 +425,7 @@ fn helper_setuid_sandbox_needs_allow_setuid() {
     }
 }
 
-/// The README's screenshot: the root window of the test's Xvfb, with the
+/// The screenshot in docs/desktop.md: the root window of the test's Xvfb, with the
 /// guest's xlogo on it, saved into docs/ by this test, never drawn by hand.
 fn screenshot(x: &X11) {
     let dest = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/desktop-xlogo.png");

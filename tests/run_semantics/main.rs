@@ -15,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod exec_errors;
 mod mounts;
 
 /// `distrorun --backend B NAME CMD...` as the test user.

@@ -11,6 +11,7 @@ use nix::errno::Errno;
 use nix::sys::stat::stat;
 use nix::unistd::{chdir, execv, execve};
 
+use crate::binfmt;
 use crate::error::Kind;
 use crate::{log, Error, Log};
 
@@ -108,22 +109,35 @@ pub fn exec(plan: &Plan, argv: &[CString], env: &Env, log: Log) -> Error {
     }
     if name_bytes.contains(&b'/') {
         return match try_exec(name, argv, env, log) {
+            Errno::ENOENT if stat(name.as_c_str()).is_ok() => cannot_execute(plan, name_bytes, Errno::ENOENT),
             Errno::ENOENT | Errno::ENOTDIR => not_found(plan, name_bytes),
             e => cannot_execute(plan, name_bytes, e),
         };
     }
     let path_var = env.get("PATH").map(OsStringExt::into_vec);
+    let candidates = search_path(name_bytes, path_var.as_deref());
     let mut denied = None;
-    for candidate in search_path(name_bytes, path_var.as_deref()) {
-        let errno = try_exec(&candidate, argv, env, log);
+    let mut absent = Vec::new();
+    for (i, candidate) in candidates.iter().enumerate() {
+        let errno = try_exec(candidate, argv, env, log);
         match after_failed_exec(errno, || stat(candidate.as_c_str()).is_ok()) {
+            Search::Continue if errno == Errno::ENOENT => absent.push(i),
             Search::Continue => {}
-            Search::RememberDenied => denied = Some((candidate, errno)),
+            Search::RememberDenied => denied = denied.or(Some((i, errno))),
             Search::Stop => return cannot_execute(plan, candidate.as_bytes(), errno),
         }
     }
-    match denied {
-        Some((path, e)) => cannot_execute(plan, path.as_bytes(), e),
+    // Nothing ran. Only now, off the launch's path, is a candidate that
+    // failed with ENOENT looked at again: one that is there names an
+    // interpreter that is not, and that is what the caller needs to hear.
+    let broken =
+        absent.into_iter().find(|&i| stat(candidates[i].as_c_str()).is_ok()).map(|i| (i, Errno::ENOENT));
+    let first = match (denied, broken) {
+        (Some(d), Some(b)) => Some(if d.0 < b.0 { d } else { b }),
+        (d, b) => d.or(b),
+    };
+    match first {
+        Some((i, e)) => cannot_execute(plan, candidates[i].as_bytes(), e),
         None => not_found(plan, name_bytes),
     }
 }
@@ -154,7 +168,9 @@ enum Search {
 }
 
 /// execvp's rule. `exists` is asked only for EACCES, where a directory of
-/// PATH the caller cannot search hides nothing.
+/// PATH the caller cannot search hides nothing. ENOENT goes on searching,
+/// as execvp does, even where the file is there and its interpreter is
+/// not: a later directory of PATH may hold a command that runs.
 fn after_failed_exec(errno: Errno, exists: impl FnOnce() -> bool) -> Search {
     match errno {
         Errno::EACCES if exists() => Search::RememberDenied,
@@ -166,13 +182,14 @@ fn after_failed_exec(errno: Errno, exists: impl FnOnce() -> bool) -> Search {
 }
 
 /// One exec attempt. A file the kernel does not recognise (ENOEXEC) is run
-/// by /bin/sh, as execvp does for scripts without a `#!` line.
+/// by /bin/sh, as execvp does for scripts without a `#!` line; an ELF file
+/// is not a script, and is left for [`cannot_execute`] to explain.
 fn try_exec(path: &CString, argv: &[CString], env: &Env, log: Log) -> Errno {
     if log.verbose && stat(path.as_c_str()).is_ok() {
         log.step(format_args!("exec {}", path.to_string_lossy()));
     }
     let errno = exec_one(path, argv, env);
-    if errno != Errno::ENOEXEC {
+    if errno != Errno::ENOEXEC || binfmt::is_elf(Path::new(OsStr::from_bytes(path.to_bytes()))) {
         return errno;
     }
     let mut sh_argv = vec![c"/bin/sh".to_owned(), path.clone()];
@@ -203,12 +220,23 @@ fn not_found(plan: &Plan, name: &[u8]) -> Error {
     .with_kind(Kind::NotFound)
 }
 
+/// The command is there but did not run. Where the kernel's errno alone
+/// would mislead (ENOENT for a missing interpreter, ENOEXEC for another
+/// architecture), the file itself says what is wrong.
 fn cannot_execute(plan: &Plan, path: &[u8], e: Errno) -> Error {
-    Error::sys(
-        format!("run {} in distro {}", PathBuf::from(OsStr::from_bytes(path)).display(), plan.distro),
-        e,
-    )
-    .with_kind(Kind::CannotExecute)
+    let shown = PathBuf::from(OsStr::from_bytes(path));
+    let why = matches!(e, Errno::ENOENT | Errno::ENOEXEC).then(|| binfmt::diagnose(&shown)).flatten();
+    let Some(why) = why else {
+        return Error::sys(format!("run {} in distro {}", shown.display(), plan.distro), e)
+            .with_kind(Kind::CannotExecute);
+    };
+    let err =
+        Error::msg(format!("cannot run {} in distro {}: {}", shown.display(), plan.distro, why.describe()))
+            .with_kind(Kind::CannotExecute);
+    match why.hint() {
+        Some(hint) => err.with_hint(hint),
+        None => err,
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! workspace's lints let bypass Rust's safety checks is [`sys`]; around it,
 //! one module per kernel concept.
 
+pub mod binfmt;
 pub mod error;
 pub mod exec;
 mod log;

@@ -9,6 +9,9 @@ use std::process::Command;
 
 use distrorun_testkit::*;
 
+mod links;
+mod walkthrough;
+
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
