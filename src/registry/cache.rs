@@ -171,16 +171,8 @@ impl Cache {
     /// cache cannot take it.
     pub fn writer(self: &Arc<Self>, digest: &str, what: &str) -> Option<Writer> {
         let hex = hex(digest)?.to_owned();
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let name = format!("{hex}.{}.{nanos}", std::process::id());
-        let fd = openat(
-            &self.tmp,
-            name.as_str(),
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::S_IRUSR | Mode::S_IWUSR,
-        );
-        let file = match fd {
-            Ok(fd) => File::from(fd),
+        let (name, file) = match self.temp(&hex) {
+            Ok(made) => made,
             Err(e) => {
                 eprintln!(
                     "distrorun: the blob cache in {} cannot take {what}: {}",
@@ -210,19 +202,20 @@ impl Cache {
         (stored == key && hex(digest).is_some()).then(|| digest.to_owned())
     }
 
+    /// A new temporary file for `name`, and its name in `tmp/`.
+    fn temp(&self, name: &str) -> Result<(String, File), Errno> {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let temp = format!("{name}.{}.{nanos}", std::process::id());
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = openat(&self.tmp, temp.as_str(), flags, Mode::S_IRUSR | Mode::S_IWUSR)?;
+        Ok((temp, File::from(fd)))
+    }
+
     /// Records what `key` resolved to.
     pub fn set_ref(&self, key: &str, digest: &str) {
         let name = sha256_hex(key.as_bytes());
-        let temp = format!("{name}.{}", std::process::id());
-        let written = openat(
-            &self.tmp,
-            temp.as_str(),
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::S_IRUSR | Mode::S_IWUSR,
-        )
-        .map_err(io::Error::from)
-        .and_then(|fd| File::from(fd).write_all(format!("{key}\n{digest}\n").as_bytes()))
-        .and_then(|()| {
+        let Ok((temp, mut file)) = self.temp(&name) else { return };
+        let written = file.write_all(format!("{key}\n{digest}\n").as_bytes()).and_then(|()| {
             renameat(&self.tmp, temp.as_str(), &self.refs, name.as_str()).map_err(io::Error::from)
         });
         if written.is_err() {

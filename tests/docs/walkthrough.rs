@@ -50,17 +50,6 @@ fn steps(readme: &str) -> Vec<Step> {
     steps
 }
 
-#[track_caller]
-fn sh(script: &str) {
-    let out = Command::new("sh").arg("-ec").arg(script).output().expect("cannot run sh");
-    assert!(
-        out.status.success(),
-        "{script} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The stand-in image in an OCI layout at `dir/layout`, tag `trixie`.
 fn build_image(dir: &TempDir) {
     for tool in ["/usr/bin/umoci", "/usr/bin/skopeo", "/usr/bin/busybox", "/usr/bin/openssl", REGISTRY_BIN] {

@@ -111,11 +111,6 @@ fn subid_start(user: &str) -> (u32, u32) {
     (first("/etc/subuid"), first("/etc/subgid"))
 }
 
-fn sh(script: &str) {
-    let out = Command::new("sh").arg("-ec").arg(script).output().expect("cannot run sh");
-    assert!(out.status.success(), "{script} failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 fn require_file(path: &str) {
     assert!(
         Path::new(path).is_file(),

@@ -98,18 +98,6 @@ impl Homes {
     }
 }
 
-#[track_caller]
-pub fn sh(script: &str) -> String {
-    let out = Command::new("sh").arg("-ec").arg(script).output().expect("cannot run sh");
-    assert!(
-        out.status.success(),
-        "{script} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn require_tool(path: &str) {
     assert!(
         Path::new(path).exists(),

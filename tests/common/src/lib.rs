@@ -49,6 +49,20 @@ pub const STANDARD_VOLUMES: &str = r#"["/dev", "/home", "/tmp", "/run"]"#;
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The uid and primary gid of a user.
+/// Runs `script` with `sh -e` as root and returns its output; a failure
+/// fails the test with what the script printed.
+#[track_caller]
+pub fn sh(script: &str) -> String {
+    let out = std::process::Command::new("sh").arg("-ec").arg(script).output().expect("cannot run sh");
+    assert!(
+        out.status.success(),
+        "{script} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 pub fn user_ids(name: &str) -> (u32, u32) {
     match nix::unistd::User::from_name(name) {
         Ok(Some(u)) => (u.uid.as_raw(), u.gid.as_raw()),
