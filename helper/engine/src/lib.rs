@@ -11,6 +11,7 @@
 
 pub mod error;
 pub mod exec;
+pub mod gpu;
 mod log;
 pub mod mount;
 pub mod rootfs;
