@@ -576,11 +576,12 @@ fn lowercase_first(msg: &str) -> String {
 
 fn version() -> String {
     format!(
-        "distrorun {}\nsysconfdir: {}\nlibexecdir: {}\nhelper: {}\n",
+        "distrorun {}\nsysconfdir: {}\nlibexecdir: {}\nhelper: {}\ncdi specs: {}\n",
         env!("CARGO_PKG_VERSION"),
         paths::SYSCONFDIR,
         paths::LIBEXECDIR,
-        paths::helper_path().display()
+        paths::helper_path().display(),
+        distrorun_config::cdi::SPEC_DIRS
     )
 }
 

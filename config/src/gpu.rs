@@ -242,7 +242,7 @@ pub fn read_host(path: &Path, trust: Trust, max: u64) -> Result<Vec<u8>, String>
         Trust::RootOnly => File::from(trust::open_trusted_file(path).map_err(|e| e.to_string())?),
         Trust::Caller => File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?,
     };
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let size = file.metadata().map_or(0, |m| m.len());
     read_upto(file, size, max)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?
         .ok_or_else(|| format!("{} is too large", path.display()))
@@ -465,6 +465,37 @@ fn discover_nvidia(plan: &mut GpuPlan, trust: Trust) -> Result<(), Error> {
     Ok(())
 }
 
+/// The newest `GLIBC_2.N[.M]` version string in an ELF file's bytes: for a
+/// library, near enough the newest glibc it needs; for libc itself, the
+/// newest it provides.
+pub fn max_glibc(bytes: &[u8]) -> Option<(u32, u32)> {
+    const TAG: &[u8] = b"GLIBC_2.";
+    let mut best = None;
+    let mut at = 0;
+    while let Some(i) = bytes[at..].windows(TAG.len()).position(|w| w == TAG) {
+        let start = at + i + TAG.len();
+        let digits = |from: usize| {
+            let len = bytes[from..].iter().take(4).take_while(|b| b.is_ascii_digit()).count();
+            (
+                std::str::from_utf8(&bytes[from..from + len]).ok().and_then(|t| t.parse::<u32>().ok()),
+                from + len,
+            )
+        };
+        let (minor, end) = digits(start);
+        if let Some(minor) = minor {
+            let patch = match bytes.get(end) {
+                Some(b'.') => digits(end + 1).0.unwrap_or(0),
+                _ => 0,
+            };
+            if best.is_none_or(|b| (minor, patch) > b) {
+                best = Some((minor, patch));
+            }
+        }
+        at = start;
+    }
+    best
+}
+
 /// Which of [`MERGED_DIRS`] a path inside belongs to.
 pub fn merged_dir_of(inside: &Path) -> Option<&'static str> {
     MERGED_DIRS.iter().copied().find(|d| is_within(inside, Path::new(d)))
@@ -535,6 +566,13 @@ mod tests {
         assert!(!NVIDIA_LIBS
             .iter()
             .any(|s| ["libGLX.so.0", "libEGL.so.1", "libGLdispatch.so.0"].iter().any(|l| l.starts_with(s))));
+    }
+
+    #[test]
+    fn the_newest_glibc_version_is_found() {
+        assert_eq!(max_glibc(b"x GLIBC_2.2.5\0GLIBC_2.34\0GLIBC_2.17\0"), Some((34, 0)));
+        assert_eq!(max_glibc(b"GLIBC_2.3.4 GLIBC_2.3.10"), Some((3, 10)));
+        assert_eq!(max_glibc(b"GLIBC_PRIVATE"), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 
 const OLD_MAGIC: &[u8] = b"ld.so-1.7.0";
 const NEW_MAGIC: &[u8] = b"glibc-ld.so.cache1.1";
-/// magic, nlibs, len_strings, flags + padding, extension offset, unused.
+/// magic, `nlibs`, `len_strings`, flags and padding, extension offset, unused.
 const HEADER: usize = 20 + 4 + 4 + 4 + 4 + 12;
 const ENTRY: usize = 4 + 4 + 4 + 4 + 8;
 /// `cache_file_new_flags_endian_little`.
@@ -172,6 +172,81 @@ pub fn flags_for_elf(header: &[u8]) -> Option<i32> {
     }
 }
 
+/// An ELF shared object's `DT_SONAME`, read through `read_at(offset,
+/// buffer)`: the dynamic segment, the string table's address mapped to
+/// its file offset through the load segments. Little-endian ELF32 and
+/// ELF64; None for anything else.
+pub fn elf_soname(read_at: impl Fn(u64, &mut [u8]) -> Option<usize>) -> Option<Vec<u8>> {
+    let exact = |at: u64, len: usize| -> Option<Vec<u8>> {
+        let mut buf = vec![0; len];
+        (read_at(at, &mut buf)? == len).then_some(buf)
+    };
+    let h = exact(0, 64)?;
+    if !h.starts_with(b"\x7fELF") || h[5] != 1 {
+        return None;
+    }
+    let wide = h[4] == 2;
+    let word = |b: &[u8], at: usize| -> Option<u64> {
+        if wide {
+            Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+        } else {
+            Some(u64::from(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?)))
+        }
+    };
+    let half = |b: &[u8], at: usize| -> Option<u64> {
+        Some(u64::from(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?)))
+    };
+    let (phoff, phentsize, phnum) = if wide {
+        (word(&h, 32)?, half(&h, 54)?, half(&h, 56)?)
+    } else {
+        (word(&h, 28)?, half(&h, 42)?, half(&h, 44)?)
+    };
+    if phnum > 256 || phentsize < 32 {
+        return None;
+    }
+    let phdrs = exact(phoff, usize::try_from(phentsize * phnum).ok()?)?;
+    let mut loads = Vec::new();
+    let mut dynamic = None;
+    for i in 0..usize::try_from(phnum).ok()? {
+        let p = &phdrs[i * usize::try_from(phentsize).ok()?..];
+        let kind = u32::from_le_bytes(p.get(0..4)?.try_into().ok()?);
+        // (p_offset, p_vaddr, p_filesz)
+        let seg = if wide {
+            (word(p, 8)?, word(p, 16)?, word(p, 32)?)
+        } else {
+            (word(p, 4)?, word(p, 8)?, word(p, 16)?)
+        };
+        match kind {
+            1 => loads.push(seg),
+            2 => dynamic = Some(seg),
+            _ => {}
+        }
+    }
+    let (dyn_off, _, dyn_size) = dynamic?;
+    let dyns = exact(dyn_off, usize::try_from(dyn_size.min(1 << 16)).ok()?)?;
+    let entsize = if wide { 16 } else { 8 };
+    let (mut strtab, mut soname) = (None, None);
+    for e in dyns.chunks_exact(entsize) {
+        let (tag, val) = (word(e, 0)?, word(e, entsize / 2)?);
+        match tag {
+            0 => break,
+            5 => strtab = Some(val),
+            14 => soname = Some(val),
+            _ => {}
+        }
+    }
+    let strtab = strtab?;
+    let file_at = loads
+        .iter()
+        .find(|(_, vaddr, size)| (*vaddr..vaddr.saturating_add(*size)).contains(&strtab))
+        .map(|(off, vaddr, _)| off + (strtab - vaddr))?;
+    let mut buf = vec![0; 256];
+    let n = read_at(file_at.checked_add(soname?)?, &mut buf)?;
+    let end = buf[..n].iter().position(|&c| c == 0)?;
+    buf.truncate(end);
+    (!buf.is_empty() && !buf.contains(&b'/')).then_some(buf)
+}
+
 /// True for the 64-bit flags of this machine's own libraries.
 pub fn is_native(flags: i32) -> bool {
     let native = if cfg!(target_arch = "aarch64") { FLAG_AARCH64_LIB64 } else { FLAG_X8664_LIB64 };
@@ -184,6 +259,17 @@ mod tests {
 
     fn e(key: &str, value: &str) -> Entry {
         Entry { flags: 0x0303, key: key.into(), value: value.into(), hwcap: 0 }
+    }
+
+    #[test]
+    fn sonames_are_read_from_the_dynamic_section() {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::open("/lib/x86_64-linux-gnu/libc.so.6")
+            .or_else(|_| std::fs::File::open("/lib64/libc.so.6"));
+        let Ok(file) = file else { return };
+        let soname = elf_soname(|at, buf| file.read_at(buf, at).ok());
+        assert_eq!(soname.as_deref(), Some(&b"libc.so.6"[..]));
+        assert_eq!(elf_soname(|_, _| Some(0)), None);
     }
 
     #[test]

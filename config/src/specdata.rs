@@ -107,9 +107,8 @@ impl Flow<'_> {
                 return Ok((list, map));
             }
             if close == b'}' {
-                let key = match self.value(depth + 1)? {
-                    Value::Scalar(k) => k,
-                    _ => return Err(format!("a mapping key must be a string at byte {}", self.i)),
+                let Value::Scalar(key) = self.value(depth + 1)? else {
+                    return Err(format!("a mapping key must be a string at byte {}", self.i));
                 };
                 self.skip_ws();
                 if self.peek() != Some(b':') {
@@ -332,9 +331,8 @@ impl Yaml<'_> {
             let no = line.no;
             let (key, rest) =
                 split_key(line.text).ok_or_else(|| format!("line {no}: expected `key: value`"))?;
-            let key = match scalar(key, no)? {
-                Value::Scalar(k) => k,
-                _ => return Err(format!("line {no}: a key must be a string")),
+            let Value::Scalar(key) = scalar(key, no)? else {
+                return Err(format!("line {no}: a key must be a string"));
             };
             self.at += 1;
             let value = if rest.is_empty() {

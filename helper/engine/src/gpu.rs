@@ -23,8 +23,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use distrorun_config::cdi::Trust;
-use distrorun_config::gpu::{self, GpuPlan, Place, Source, LD_CACHE, LIB32_DIR, LIB_DIR, MERGED_DIRS};
+use distrorun_config::gpu::{self, GpuPlan, Place, Source, LD_CACHE, LIB32_DIR, LIB_DIR};
 use distrorun_config::load::read_upto;
+use distrorun_config::schema::is_within;
 use distrorun_config::{errno_of, ldcache, trust, Attrs, Plan};
 use nix::dir::Dir;
 use nix::errno::Errno;
@@ -51,7 +52,7 @@ enum Item {
 
 /// Everything opened and decided, ready for [`stage`] and [`install`].
 pub struct Prepared {
-    /// Inside paths, each under one of [`MERGED_DIRS`].
+    /// Inside paths, each under one of [`gpu::MERGED_DIRS`].
     files: Vec<(PathBuf, Item)>,
     cache: Vec<u8>,
     /// `NAME=VALUE` for the command's environment.
@@ -89,6 +90,7 @@ pub fn prepare(
     check_nodes(plan, gpu)?;
     let mut files: Vec<(PathBuf, Item)> = Vec::with_capacity(gpu.files.len());
     let mut entries: Vec<ldcache::Entry> = Vec::new();
+    let mut sonames: Vec<(PathBuf, i32, CString)> = Vec::new();
     // Libraries first, so that a link knows its target's directory.
     let mut ordered: Vec<&gpu::GpuFile> = gpu.files.iter().collect();
     ordered.sort_by_key(|f| matches!(f.source, Source::Link(_)));
@@ -105,6 +107,26 @@ pub fn prepare(
                 let dir = if ldcache::is_native(flags) { LIB_DIR } else { LIB32_DIR };
                 let inside = Path::new(dir).join(name);
                 entries.push(cache_entry(flags, name, &inside));
+                // ldconfig's soname link, which a spec leaves to its
+                // update-ldcache hook.
+                if let Some(soname) =
+                    ldcache::elf_soname(|at, buf| pread(fd.as_fd(), buf, i64::try_from(at).ok()?).ok())
+                {
+                    // Only a soname of the same library (libcuda.so.1 for
+                    // libcuda.so.550.1): another name could take a distro
+                    // library's place in the cache.
+                    let stem = |n: &[u8]| n.windows(3).position(|w| w == b".so").map(|i| n[..i].to_vec());
+                    if soname != name.as_bytes()
+                        && stem(&soname).is_some()
+                        && stem(&soname) == stem(name.as_bytes())
+                    {
+                        sonames.push((
+                            Path::new(dir).join(OsStr::from_bytes(&soname)),
+                            flags,
+                            cstring(name.as_bytes())?,
+                        ));
+                    }
+                }
                 (inside, Item::Bind(fd))
             }
             (Place::Library(name), Source::Link(target)) => {
@@ -134,6 +156,15 @@ pub fn prepare(
         };
         log.step(format_args!("devices: {} ({})", inside.display(), describe(f)));
         files.push((inside, item));
+    }
+    for (inside, flags, target) in sonames {
+        if files.iter().any(|(p, _)| *p == inside) {
+            continue;
+        }
+        let name = inside.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        entries.push(cache_entry(flags, &name, &inside));
+        log.step(format_args!("devices: {} (-> {}, its soname)", inside.display(), target.to_string_lossy()));
+        files.push((inside, Item::Link(target)));
     }
     let distro_cache = read_distro_cache(plan, distro_dir, trust)?;
     let Some(parsed) = ldcache::parse(&distro_cache) else {
@@ -309,41 +340,13 @@ pub fn install(
     log: Log,
 ) -> Result<(), Error> {
     let ramfs = &staged.ramfs;
-    let mut bound: Vec<(&str, CString, OwnedFd)> = Vec::new();
-    for (index, dir) in MERGED_DIRS.iter().enumerate() {
-        let ours: Vec<&(PathBuf, Item)> =
-            prepared.files.iter().filter(|(p, _)| gpu::merged_dir_of(p) == Some(*dir)).collect();
-        if ours.is_empty() {
-            continue;
-        }
-        let target = match mount::open_target(root, Path::new(dir)) {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT) if *dir != "/usr/local/lib" => {
-                log.step(format_args!(
-                    "devices: skip {dir}: the distro has no such directory (--doctor names it)"
-                ));
-                continue;
-            }
-            Err(e) => {
-                let host = plan.host_target(Path::new(dir));
-                let err = Error::sys(
-                    format!("open {} of distro {} for the device files", host.display(), plan.distro),
-                    e,
-                );
-                return Err(if e == Errno::ENOENT {
-                    err.with_hint(format!(
-                        "distrorun never changes the distro tree; as root, mkdir -p {}",
-                        host.display()
-                    ))
-                } else {
-                    err
-                });
-            }
+    let groups = group_by_mount_point(plan, root, prepared, log)?;
+    for (index, (at, ours)) in groups.iter().enumerate() {
+        let shown = at.display();
+        let fail = |what: &str, e: Errno| {
+            mount::error(format!("{what} for the device files in {shown} of distro {}", plan.distro), e)
         };
         let name = cstring(index.to_string().as_bytes())?;
-        let fail = |what: &str, e: Errno| {
-            mount::error(format!("{what} for the device files in {dir} of distro {}", plan.distro), e)
-        };
         mkdirat(ramfs.as_fd(), name.as_c_str(), Mode::from_bits_truncate(0o755))
             .map_err(|e| fail("make a directory", e))?;
         let merged = openat(
@@ -355,30 +358,36 @@ pub fn install(
         .map_err(|e| fail("open the private directory", e))?;
         let taken: Vec<OsString> = ours
             .iter()
-            .filter_map(|(p, _)| p.strip_prefix(dir).ok()?.components().next())
+            .filter_map(|(p, _)| p.strip_prefix(at).ok()?.components().next())
             .map(|c| c.as_os_str().to_os_string())
             .collect();
-        mirror(root, dir, &merged, &taken).map_err(|e| fail("show the distro's own entries", e))?;
+        mirror(root, at, &merged, &taken).map_err(|e| fail("show the distro's own entries", e))?;
         for (inside, item) in ours {
-            let rel = inside.strip_prefix(dir).unwrap_or(inside);
+            let rel = inside.strip_prefix(at).unwrap_or(inside);
             place(&merged, rel, item).map_err(|e| fail(&format!("provide {}", inside.display()), e))?;
         }
-        bound.push((dir, name, target));
     }
     let fail =
         |what: &str, e: Errno| mount::error(format!("{what} for the devices of distro {}", plan.distro), e);
     write_file(ramfs, c"ld.so.cache", &prepared.cache)
         .map_err(|e| fail("write the private ld.so.cache", e))?;
     mount::set_attrs(ramfs, READ_ONLY).map_err(|e| fail("make the device files read-only", e))?;
-    for (dir, name, target) in bound {
+    // Parents first: a deeper directory is opened through its parent's
+    // private copy once that is attached.
+    for (index, (at, _)) in groups.iter().enumerate() {
+        let name = cstring(index.to_string().as_bytes())?;
         let copy = sys::open_tree_at(
             ramfs.as_fd(),
             &name,
             sys::OPEN_TREE_CLONE | sys::OPEN_TREE_CLOEXEC | sys::AT_RECURSIVE,
         )
-        .map_err(|e| fail(&format!("copy the private {dir}"), e))?;
-        mount::attach(&copy, &target).map_err(|e| fail(&format!("mount the private {dir}"), e))?;
-        log.step(format_args!("devices: {dir}: the distro's entries and the device files ({READ_ONLY})"));
+        .map_err(|e| fail(&format!("copy the private {}", at.display()), e))?;
+        let target = mount::open_target(root, at).map_err(|e| fail(&format!("open {}", at.display()), e))?;
+        mount::attach(&copy, &target).map_err(|e| fail(&format!("mount the private {}", at.display()), e))?;
+        log.step(format_args!(
+            "devices: {}: the distro's entries and the device files ({READ_ONLY})",
+            at.display()
+        ));
     }
     let copy =
         sys::open_tree_at(ramfs.as_fd(), c"ld.so.cache", sys::OPEN_TREE_CLONE | sys::OPEN_TREE_CLOEXEC)
@@ -394,9 +403,80 @@ pub fn install(
     Ok(())
 }
 
+type Group<'a> = (PathBuf, Vec<&'a (PathBuf, Item)>);
+
+/// The files by the directory of the tree they are shown in: the one
+/// [`gpu::MERGED_DIRS`] names, or, where the distro lacks it, its nearest
+/// existing parent below `/usr/share` or `/usr/local` (a guest without
+/// Mesa's Vulkan drivers has no `/usr/share/vulkan`). Parents first.
+fn group_by_mount_point<'a>(
+    plan: &Plan,
+    root: &OwnedFd,
+    prepared: &'a Prepared,
+    log: Log,
+) -> Result<Vec<Group<'a>>, Error> {
+    let mut places: Vec<(&str, Option<PathBuf>)> = Vec::new();
+    let mut groups: Vec<Group<'a>> = Vec::new();
+    for file in &prepared.files {
+        let Some(dir) = gpu::merged_dir_of(&file.0) else { continue };
+        let at = if let Some((_, at)) = places.iter().find(|(d, _)| *d == dir) {
+            at.clone()
+        } else {
+            let at = existing_ancestor(root, Path::new(dir)).map_err(|e| {
+                let host = plan.host_target(Path::new(dir));
+                Error::sys(format!("open {} of distro {}", host.display(), plan.distro), e)
+            })?;
+            if at.is_none() {
+                log.step(format_args!(
+                    "devices: skip {dir}: the distro has no such directory (--doctor names it)"
+                ));
+            }
+            places.push((dir, at.clone()));
+            at
+        };
+        let Some(at) = at else {
+            if is_within(&file.0, Path::new("/usr/local/lib")) {
+                let host = plan.host_target(Path::new("/usr/local/lib"));
+                return Err(Error::msg(format!(
+                    "cannot provide device libraries in distro {}: {} does not exist",
+                    plan.distro,
+                    host.display()
+                ))
+                .with_hint(format!(
+                    "distrorun never changes the distro tree; as root, mkdir -p {}",
+                    host.display()
+                )));
+            }
+            continue;
+        };
+        match groups.iter_mut().find(|(p, _)| *p == at) {
+            Some((_, files)) => files.push(file),
+            None => groups.push((at, vec![file])),
+        }
+    }
+    groups.sort_by_key(|(at, _)| at.components().count());
+    Ok(groups)
+}
+
+/// `dir`, or its nearest parent that the new root has, no higher than two
+/// levels (`/usr/share`); None when none of them exists.
+fn existing_ancestor(root: &OwnedFd, dir: &Path) -> Result<Option<PathBuf>, Errno> {
+    let mut at = dir;
+    loop {
+        match mount::open_target(root, at) {
+            Ok(_) => return Ok(Some(at.to_path_buf())),
+            Err(Errno::ENOENT) => match at.parent() {
+                Some(parent) if parent.components().count() > 2 => at = parent,
+                _ => return Ok(None),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Shows the entries of `dir` in the new root inside `merged`: directories
 /// and files bound, symlinks copied; the names in `taken` left out.
-fn mirror(root: &OwnedFd, dir: &str, merged: &OwnedFd, taken: &[OsString]) -> Result<(), Errno> {
+fn mirror(root: &OwnedFd, dir: &Path, merged: &OwnedFd, taken: &[OsString]) -> Result<(), Errno> {
     let rel: PathBuf = Path::new(dir).components().filter(|c| matches!(c, Component::Normal(_))).collect();
     let how = OpenHow::new().flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC).resolve(
         ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS,
