@@ -175,7 +175,7 @@ per_backend! {
         let out = run(b, &d, &["-v", "--device", "nvidia.com/gpu=all"], PROBE);
         assert_driver_inside(&out, true);
         let err = out.stderr_str();
-        assert!(err.contains(&format!("CDI: applying {NVIDIA_SPEC}")), "{}", out.report());
+        assert!(err.contains(&format!("CDI: applying {NVIDIA_SPEC} (device nvidia.com/gpu=all)")), "{}", out.report());
         assert!(err.contains("skipped hook nvidia-cdi-hook enable-cuda-compat"), "{}", out.report());
     }
 

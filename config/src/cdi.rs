@@ -153,8 +153,8 @@ impl Registry {
     /// The edits of the named devices: each spec's own edits once, then each
     /// device's, in the order asked. The file each came from is kept for
     /// messages.
-    pub fn resolve(&self, names: &[String]) -> Result<Vec<(PathBuf, Edits)>, Error> {
-        let mut out: Vec<(PathBuf, Edits)> = Vec::new();
+    pub fn resolve(&self, names: &[String]) -> Result<Vec<(String, Edits)>, Error> {
+        let mut out: Vec<(String, Edits)> = Vec::new();
         let mut seen_specs: Vec<PathBuf> = Vec::new();
         for name in names {
             let (kind, device) = split_name(name)?;
@@ -166,9 +166,9 @@ impl Registry {
             };
             if !seen_specs.contains(&spec.file) {
                 seen_specs.push(spec.file.clone());
-                out.push((spec.file.clone(), spec.edits.clone()));
+                out.push((format!("{} (its common edits)", spec.file.display()), spec.edits.clone()));
             }
-            out.push((spec.file.clone(), edits.clone()));
+            out.push((format!("{} (device {name})", spec.file.display()), edits.clone()));
         }
         Ok(out)
     }

@@ -192,8 +192,8 @@ pub fn resolve(devices: &[String], trust: Trust) -> Result<GpuPlan, Error> {
         names.push(d.clone());
     }
     names.dedup();
-    for (file, edits) in registry.resolve(&names)? {
-        apply(&mut plan, &file, &edits, trust)?;
+    for (from, edits) in registry.resolve(&names)? {
+        apply(&mut plan, &from, &edits, trust)?;
     }
     if nvidia_without_spec {
         discover_nvidia(&mut plan, trust)?;
@@ -249,8 +249,7 @@ pub fn read_host(path: &Path, trust: Trust, max: u64) -> Result<Vec<u8>, String>
 }
 
 /// The edits of one spec or device, in the places this run gives them.
-fn apply(plan: &mut GpuPlan, file: &Path, edits: &Edits, trust: Trust) -> Result<(), Error> {
-    let from = file.display();
+fn apply(plan: &mut GpuPlan, from: &str, edits: &Edits, trust: Trust) -> Result<(), Error> {
     plan.notes.push(format!("CDI: applying {from}"));
     plan.env.extend(edits.env.iter().cloned());
     for n in &edits.device_nodes {
@@ -276,10 +275,10 @@ fn apply(plan: &mut GpuPlan, file: &Path, edits: &Edits, trust: Trust) -> Result
                 hint: Some("regenerate the spec after a driver upgrade (nvidia-ctk cdi generate)".into()),
             });
         }
-        place_host_file(plan, &m.host_path, &m.container_path, trust, &from.to_string())?;
+        place_host_file(plan, &m.host_path, &m.container_path, trust, from)?;
     }
     for h in &edits.hooks {
-        apply_hook(plan, h, &from.to_string())?;
+        apply_hook(plan, h, from)?;
     }
     Ok(())
 }

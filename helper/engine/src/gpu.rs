@@ -90,60 +90,30 @@ pub fn prepare(
     check_nodes(plan, gpu)?;
     let mut files: Vec<(PathBuf, Item)> = Vec::with_capacity(gpu.files.len());
     let mut entries: Vec<ldcache::Entry> = Vec::new();
-    let mut sonames: Vec<(PathBuf, i32, CString)> = Vec::new();
-    // Libraries first, so that a link knows its target's directory.
-    let mut ordered: Vec<&gpu::GpuFile> = gpu.files.iter().collect();
-    ordered.sort_by_key(|f| matches!(f.source, Source::Link(_)));
-    for f in ordered {
+    // (link, target)
+    let mut sonames: Vec<(String, String)> = Vec::new();
+    let mut links: Vec<(String, String)> = Vec::new();
+    for f in &gpu.files {
         let (inside, item) = match (&f.place, &f.source) {
             (Place::Library(name), Source::Host(host)) => {
-                let fd = open_host(host, trust)?;
-                let flags = elf_flags(&fd).ok_or_else(|| {
-                    device_error(
-                        format!("cannot use {} as a library: it is not an ELF shared object", host.display()),
-                        None,
-                    )
-                })?;
+                let (fd, flags, soname) = open_library(host, trust)?;
                 let dir = if ldcache::is_native(flags) { LIB_DIR } else { LIB32_DIR };
                 let inside = Path::new(dir).join(name);
                 entries.push(cache_entry(flags, name, &inside));
                 // ldconfig's soname link, which a spec leaves to its
-                // update-ldcache hook.
+                // update-ldcache hook; only for a soname of the same
+                // library (libcuda.so.1 for libcuda.so.550.1), so that no
+                // other name takes a distro library's place in the cache.
                 if let Some(soname) =
-                    ldcache::elf_soname(|at, buf| pread(fd.as_fd(), buf, i64::try_from(at).ok()?).ok())
+                    soname.filter(|so| so != name && stem(so).is_some() && stem(so) == stem(name))
                 {
-                    // Only a soname of the same library (libcuda.so.1 for
-                    // libcuda.so.550.1): another name could take a distro
-                    // library's place in the cache.
-                    let stem = |n: &[u8]| n.windows(3).position(|w| w == b".so").map(|i| n[..i].to_vec());
-                    if soname != name.as_bytes()
-                        && stem(&soname).is_some()
-                        && stem(&soname) == stem(name.as_bytes())
-                    {
-                        sonames.push((
-                            Path::new(dir).join(OsStr::from_bytes(&soname)),
-                            flags,
-                            cstring(name.as_bytes())?,
-                        ));
-                    }
+                    sonames.push((soname, name.clone()));
                 }
                 (inside, Item::Bind(fd))
             }
             (Place::Library(name), Source::Link(target)) => {
-                let Some(t) = entries
-                    .iter()
-                    .find(|e| {
-                        e.key == target.as_bytes() || e.value.ends_with(format!("/{target}").as_bytes())
-                    })
-                    .cloned()
-                else {
-                    log.step(format_args!("devices: skip {name} -> {target}: the target is not brought in"));
-                    continue;
-                };
-                let dir = if ldcache::is_native(t.flags) { LIB_DIR } else { LIB32_DIR };
-                let inside = Path::new(dir).join(name);
-                entries.push(cache_entry(t.flags, name, &inside));
-                (inside, Item::Link(cstring(target.as_bytes())?))
+                links.push((name.clone(), target.clone()));
+                continue;
             }
             (Place::At(inside), Source::Host(host)) => (inside.clone(), Item::Bind(open_host(host, trust)?)),
             (Place::At(inside), Source::Contents(bytes)) => (inside.clone(), Item::Contents(bytes.clone())),
@@ -157,14 +127,21 @@ pub fn prepare(
         log.step(format_args!("devices: {} ({})", inside.display(), describe(f)));
         files.push((inside, item));
     }
-    for (inside, flags, target) in sonames {
+    // Links after every library, sonames first, so that each finds its
+    // target's directory and class.
+    for (name, target) in sonames.into_iter().chain(links) {
+        let Some(t) = entries.iter().find(|e| e.key == target.as_bytes()).cloned() else {
+            log.step(format_args!("devices: skip {name} -> {target}: the target is not brought in"));
+            continue;
+        };
+        let dir = if ldcache::is_native(t.flags) { LIB_DIR } else { LIB32_DIR };
+        let inside = Path::new(dir).join(&name);
         if files.iter().any(|(p, _)| *p == inside) {
             continue;
         }
-        let name = inside.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        entries.push(cache_entry(flags, &name, &inside));
-        log.step(format_args!("devices: {} (-> {}, its soname)", inside.display(), target.to_string_lossy()));
-        files.push((inside, Item::Link(target)));
+        entries.push(cache_entry(t.flags, &name, &inside));
+        log.step(format_args!("devices: {} (-> {target})", inside.display()));
+        files.push((inside, Item::Link(cstring(target.as_bytes())?)));
     }
     let distro_cache = read_distro_cache(plan, distro_dir, trust)?;
     let Some(parsed) = ldcache::parse(&distro_cache) else {
@@ -179,6 +156,26 @@ pub fn prepare(
         entries.len()
     ));
     Ok(Some(Prepared { files, cache, env: gpu.env.clone() }))
+}
+
+/// A host library, opened as [`open_host`] opens files, with its cache
+/// flags and its soname.
+fn open_library(host: &Path, trust: Trust) -> Result<(OwnedFd, i32, Option<String>), Error> {
+    let fd = open_host(host, trust)?;
+    let flags = elf_flags(&fd).ok_or_else(|| {
+        device_error(
+            format!("cannot use {} as a library: it is not an ELF shared object", host.display()),
+            None,
+        )
+    })?;
+    let soname = ldcache::elf_soname(|at, buf| pread(fd.as_fd(), buf, i64::try_from(at).ok()?).ok())
+        .and_then(|s| String::from_utf8(s).ok());
+    Ok((fd, flags, soname))
+}
+
+/// A library name up to its `.so`.
+fn stem(name: &str) -> Option<&str> {
+    name.find(".so").map(|i| &name[..i])
 }
 
 fn describe(f: &gpu::GpuFile) -> String {
@@ -371,7 +368,6 @@ pub fn install(
         |what: &str, e: Errno| mount::error(format!("{what} for the devices of distro {}", plan.distro), e);
     write_file(ramfs, c"ld.so.cache", &prepared.cache)
         .map_err(|e| fail("write the private ld.so.cache", e))?;
-    mount::set_attrs(ramfs, READ_ONLY).map_err(|e| fail("make the device files read-only", e))?;
     // Parents first: a deeper directory is opened through its parent's
     // private copy once that is attached.
     for (index, (at, _)) in groups.iter().enumerate() {
@@ -382,6 +378,9 @@ pub fn install(
             sys::OPEN_TREE_CLONE | sys::OPEN_TREE_CLOEXEC | sys::AT_RECURSIVE,
         )
         .map_err(|e| fail(&format!("copy the private {}", at.display()), e))?;
+        // On the detached copy: the ramfs itself lies beneath the new
+        // root, and a recursive change on it would reach every mount.
+        mount::set_attrs(&copy, READ_ONLY).map_err(|e| fail("make the device files read-only", e))?;
         let target = mount::open_target(root, at).map_err(|e| fail(&format!("open {}", at.display()), e))?;
         mount::attach(&copy, &target).map_err(|e| fail(&format!("mount the private {}", at.display()), e))?;
         log.step(format_args!(
@@ -392,6 +391,7 @@ pub fn install(
     let copy =
         sys::open_tree_at(ramfs.as_fd(), c"ld.so.cache", sys::OPEN_TREE_CLONE | sys::OPEN_TREE_CLOEXEC)
             .map_err(|e| fail("copy the private ld.so.cache", e))?;
+    mount::set_attrs(&copy, READ_ONLY).map_err(|e| fail("make the private ld.so.cache read-only", e))?;
     let target = mount::open_target(root, Path::new(LD_CACHE)).map_err(|e| {
         Error::sys(
             format!("open {} of distro {}", plan.host_target(Path::new(LD_CACHE)).display(), plan.distro),
