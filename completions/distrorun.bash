@@ -30,7 +30,7 @@ _distrorun() {
 			mapfile -t COMPREPLY < <(compgen -W "$(_distrorun_names "$prog")" -- "$cur")
 			return 0
 			;;
-		-d | --directory | --backend | --extra-volume | --info | --create | --tarball | --oci | --tag | --image | --update | --debian | --mirror | --include | --state-dir | --keep-xattr | --max-size | --max-entries | --remove)
+		-d | --directory | --backend | --extra-volume | --device | --info | --create | --tarball | --oci | --tag | --image | --update | --debian | --mirror | --include | --state-dir | --keep-xattr | --max-size | --max-entries | --remove)
 			i=$((i + 2))
 			continue
 			;;
@@ -82,7 +82,7 @@ _distrorun() {
 		esac
 		case $cur in
 		-*)
-			mapfile -t COMPREPLY < <(compgen -W "-d --directory --extra-volume --backend -v --verbose -n --dry-run -l --list --info --json --doctor --create --tarball --oci --tag --image --insecure-registry --update --debian --mirror --include --system --state-dir --keep-xattr --max-size --max-entries -q --quiet --remove --yes --root --export --export-bin --unexport --version --help --" -- "$cur")
+			mapfile -t COMPREPLY < <(compgen -W "-d --directory --extra-volume --device --gpu --backend -v --verbose -n --dry-run -l --list --info --json --doctor --create --tarball --oci --tag --image --insecure-registry --update --debian --mirror --include --system --state-dir --keep-xattr --max-size --max-entries -q --quiet --remove --yes --root --export --export-bin --unexport --version --help --" -- "$cur")
 			return 0
 			;;
 		esac
