@@ -289,3 +289,33 @@ fn the_etc_directory_comes_before_the_run_directory() {
     out.assert_ok();
     assert!(out.stdout_str().contains(&format!("{ETC_SPECS}:{RUN_SPECS}")), "{}", out.report());
 }
+
+/// `--doctor` lists the specs and says which the helper would ignore;
+/// `--info` shows what a run would bring in, and from where.
+#[test]
+fn doctor_and_info_show_the_specs_and_what_a_run_binds() {
+    let _g = setup();
+    let kind = format!("distrorun-test.example/doctor{}", std::process::id());
+    let _spec = SpecFile::new(RUN_SPECS, "doctor.json", &marker_spec(&kind, None), 0o666);
+    let out = Run::user(&["--doctor"]).output();
+    let text = out.stdout_str();
+    assert!(
+        text.contains(&format!("ok: CDI spec {NVIDIA_SPEC}: nvidia.com/gpu devices 0, all\n")),
+        "{}",
+        out.report()
+    );
+    assert!(
+        text.contains(&format!("warning: the setuid helper ignores CDI spec {RUN_SPECS}/doctor.json: ")),
+        "{}",
+        out.report()
+    );
+    assert!(text.contains("ok: --gpu brings in "), "{}", out.report());
+    let d = TestDistro::standard("gpu-info");
+    let out = Run::user(&["--info", &d.name]).output();
+    out.assert_ok();
+    let text = out.stdout_str();
+    assert!(text.contains("devices:      none; with --gpu\n"), "{}", out.report());
+    assert!(text.contains("  /usr/local/bin/nvidia-smi <- "), "{}", out.report());
+    assert!(text.contains("  /dev/nvidiactl (device node, from /dev)\n"), "{}", out.report());
+    assert!(text.contains("  environment NVIDIA_VISIBLE_DEVICES=void\n"), "{}", out.report());
+}

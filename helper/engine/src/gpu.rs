@@ -54,7 +54,8 @@ enum Item {
 pub struct Prepared {
     /// Inside paths, each under one of [`gpu::MERGED_DIRS`].
     files: Vec<(PathBuf, Item)>,
-    cache: Vec<u8>,
+    /// None when no library is added.
+    cache: Option<Vec<u8>>,
     /// `NAME=VALUE` for the command's environment.
     pub env: Vec<String>,
 }
@@ -143,19 +144,39 @@ pub fn prepare(
         log.step(format_args!("devices: {} (-> {target})", inside.display()));
         files.push((inside, Item::Link(cstring(target.as_bytes())?)));
     }
+    if files.is_empty() && gpu.env.is_empty() {
+        // AMD and Intel through /dev alone: nothing to add.
+        return Ok(None);
+    }
+    let cache =
+        if entries.is_empty() { None } else { Some(private_cache(plan, distro_dir, trust, &entries)?) };
+    if cache.is_some() {
+        log.step(format_args!(
+            "devices: {LD_CACHE}: the distro's, plus {} vendor libraries (private, read-only)",
+            entries.len()
+        ));
+    }
+    Ok(Some(Prepared { files, cache, env: gpu.env.clone() }))
+}
+
+/// The distro's own `ld.so.cache` with the vendor libraries added.
+fn private_cache(
+    plan: &Plan,
+    distro_dir: &OwnedFd,
+    trust: Trust,
+    entries: &[ldcache::Entry],
+) -> Result<Vec<u8>, Error> {
     let distro_cache = read_distro_cache(plan, distro_dir, trust)?;
     let Some(parsed) = ldcache::parse(&distro_cache) else {
         return Err(device_error(
-            format!("cannot provide device libraries in distro {}: its {LD_CACHE} is not in a format distrorun reads", plan.distro),
+            format!(
+                "cannot provide device libraries in distro {}: its {LD_CACHE} is not in a format distrorun reads",
+                plan.distro
+            ),
             Some("run ldconfig as root inside the distro".into()),
         ));
     };
-    let cache = ldcache::write(&ldcache::merge(parsed, &entries));
-    log.step(format_args!(
-        "devices: {LD_CACHE}: the distro's, plus {} vendor libraries (private, read-only)",
-        entries.len()
-    ));
-    Ok(Some(Prepared { files, cache, env: gpu.env.clone() }))
+    Ok(ldcache::write(&ldcache::merge(parsed, entries)))
 }
 
 /// A host library, opened as [`open_host`] opens files, with its cache
@@ -366,8 +387,9 @@ pub fn install(
     }
     let fail =
         |what: &str, e: Errno| mount::error(format!("{what} for the devices of distro {}", plan.distro), e);
-    write_file(ramfs, c"ld.so.cache", &prepared.cache)
-        .map_err(|e| fail("write the private ld.so.cache", e))?;
+    if let Some(cache) = &prepared.cache {
+        write_file(ramfs, c"ld.so.cache", cache).map_err(|e| fail("write the private ld.so.cache", e))?;
+    }
     // Parents first: a deeper directory is opened through its parent's
     // private copy once that is attached.
     for (index, (at, _)) in groups.iter().enumerate() {
@@ -387,6 +409,9 @@ pub fn install(
             "devices: {}: the distro's entries and the device files ({READ_ONLY})",
             at.display()
         ));
+    }
+    if prepared.cache.is_none() {
+        return Ok(());
     }
     let copy =
         sys::open_tree_at(ramfs.as_fd(), c"ld.so.cache", sys::OPEN_TREE_CLONE | sys::OPEN_TREE_CLOEXEC)
