@@ -313,16 +313,34 @@ fn check_device_nodes(r: &mut Report) {
 /// What a distro lacks for the devices: the places device files are shown
 /// in, and a glibc as new as the host driver's.
 fn check_distro_devices(r: &mut Report, found: &Found, root: &std::os::fd::OwnedFd, gpu: &HostGpu) {
-    let needed: Vec<&str> = ["/usr/local/lib", "/usr/local/bin", devices::LD_CACHE]
-        .into_iter()
-        .filter(|p| matches!(mount::open_target(root, Path::new(p)), Err(Errno::ENOENT)))
-        .collect();
+    let missing = |p: &&str| matches!(mount::open_target(root, Path::new(p)), Err(Errno::ENOENT));
+    let needed: Vec<&str> = ["/usr/local/lib", devices::LD_CACHE].into_iter().filter(missing).collect();
     if !needed.is_empty() {
         let level = if found.distro.devices.is_empty() { Level::Warning } else { Level::Problem };
         r.line(
             level,
             &format!("distro {}: --gpu needs {} inside, which it lacks", found.name, needed.join(" and ")),
-            Some("as root: mkdir -p the directories; run ldconfig inside for /etc/ld.so.cache"),
+            Some("as root: mkdir -p /usr/local/lib inside; run ldconfig inside for /etc/ld.so.cache"),
+        );
+    }
+    // A loader directory is shown through its parent where that exists.
+    let shown = |p: &&str| {
+        missing(p)
+            && Path::new(p)
+                .parent()
+                .filter(|d| d.components().count() > 3)
+                .is_none_or(|d| missing(&d.to_str().unwrap_or("/")))
+    };
+    let lacking: Vec<String> = devices::MERGED_DIRS
+        .into_iter()
+        .filter(shown)
+        .map(|p| found.distro.dir.join(p.trim_start_matches('/')).display().to_string())
+        .collect();
+    if !lacking.is_empty() {
+        r.line(
+            Level::Warning,
+            &format!("distro {}: --gpu cannot show vendor files in {}", found.name, lacking.join(", ")),
+            Some(&format!("as root: mkdir -p {}", lacking.join(" "))),
         );
     }
     let guest =

@@ -432,8 +432,8 @@ type Group<'a> = (PathBuf, Vec<&'a (PathBuf, Item)>);
 
 /// The files by the directory of the tree they are shown in: the one
 /// [`gpu::MERGED_DIRS`] names, or, where the distro lacks it, its nearest
-/// existing parent below `/usr/share` or `/usr/local` (a guest without
-/// Mesa's Vulkan drivers has no `/usr/share/vulkan`). Parents first.
+/// existing parent below `/usr/share` (a guest without Mesa's Vulkan
+/// drivers has `/usr/share/vulkan` at most). Parents first.
 fn group_by_mount_point<'a>(
     plan: &Plan,
     root: &OwnedFd,
@@ -483,15 +483,17 @@ fn group_by_mount_point<'a>(
     Ok(groups)
 }
 
-/// `dir`, or its nearest parent that the new root has, no higher than two
-/// levels (`/usr/share`); None when none of them exists.
+/// `dir`, or its nearest parent that the new root has, no higher than
+/// three levels (`/usr/share/vulkan`); None when none of them exists.
 fn existing_ancestor(root: &OwnedFd, dir: &Path) -> Result<Option<PathBuf>, Errno> {
     let mut at = dir;
     loop {
         match mount::open_target(root, at) {
             Ok(_) => return Ok(Some(at.to_path_buf())),
             Err(Errno::ENOENT) => match at.parent() {
-                Some(parent) if parent.components().count() > 2 => at = parent,
+                // Not /usr/share itself, whose hundreds of entries would
+                // each need a bind.
+                Some(parent) if parent.components().count() > 3 => at = parent,
                 _ => return Ok(None),
             },
             Err(e) => return Err(e),
