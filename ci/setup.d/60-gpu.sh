@@ -73,6 +73,12 @@ if [ -n "$missing" ]; then
 	missing=$(gpu_guest_missing)
 	[ -z "$missing" ] || die "the guest still lacks: $missing"
 fi
+# The loader directories a GPU launch shows vendor files in, as --create
+# makes them and --doctor asks for them in a hand-made tree.
+for d in usr/share/vulkan/icd.d usr/share/vulkan/implicit_layer.d usr/share/glvnd/egl_vendor.d \
+	usr/share/egl/egl_external_platform.d usr/share/nvidia; do
+	install -d -o root -g root -m 0755 "$DISTRORUN_GUEST/$d"
+done
 chown root:root "$DISTRORUN_GUEST"
 chmod go-w "$DISTRORUN_GUEST"
 
