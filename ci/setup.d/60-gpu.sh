@@ -32,7 +32,7 @@ gpu_node /dev/nvidia-uvm 237 0
 
 # The guest's own graphics stack and python3, which the GPU tests check
 # stay the guest's.
-GPU_GUEST_PACKAGES="libglx0 libegl1 libvulkan1 python3-minimal"
+GPU_GUEST_PACKAGES="libglx0 libegl1 libvulkan1 python3"
 gpu_guest_missing() {
 	local p missing=
 	for p in $GPU_GUEST_PACKAGES; do
