@@ -164,17 +164,22 @@ pub const GPU_ALL: &str = "gpu";
 /// Resolves the devices asked for into a plan. Nothing is read when
 /// `devices` is empty: a run that asks for none pays nothing.
 pub fn resolve(devices: &[String], trust: Trust) -> Result<GpuPlan, Error> {
-    let mut plan = GpuPlan { devices: devices.to_vec(), ..GpuPlan::default() };
+    let plan = GpuPlan { devices: devices.to_vec(), ..GpuPlan::default() };
     if devices.is_empty() {
         return Ok(plan);
     }
-    let registry = Registry::load(trust);
+    resolve_with(plan, &Registry::load(trust), trust)
+}
+
+/// [`resolve`] with the specs already read.
+fn resolve_with(mut plan: GpuPlan, registry: &Registry, trust: Trust) -> Result<GpuPlan, Error> {
+    let devices = plan.devices.clone();
     plan.notes.extend(registry.notes.iter().cloned());
     let mut names: Vec<String> = Vec::new();
     let mut nvidia_without_spec = false;
-    for d in devices {
+    for d in &devices {
         if d == GPU_ALL {
-            let gpus = gpu_devices(&registry);
+            let gpus = gpu_devices(registry);
             if !gpus.iter().any(|n| n.starts_with("nvidia.com/")) && nvidia_present(trust) {
                 nvidia_without_spec = true;
             }
@@ -182,7 +187,7 @@ pub fn resolve(devices: &[String], trust: Trust) -> Result<GpuPlan, Error> {
             continue;
         }
         let (kind, device) = cdi::split_name(d)?;
-        if registry.find(kind, device).is_none() && kind == "nvidia.com/gpu" && !has_kind(&registry, kind) {
+        if registry.find(kind, device).is_none() && kind == "nvidia.com/gpu" && !has_kind(registry, kind) {
             nvidia_without_spec = true;
             if device != "all" {
                 plan.nodes.push(PathBuf::from(format!("/dev/nvidia{device}")));
@@ -572,6 +577,44 @@ mod tests {
         assert_eq!(max_glibc(b"x GLIBC_2.2.5\0GLIBC_2.34\0GLIBC_2.17\0"), Some((34, 0)));
         assert_eq!(max_glibc(b"GLIBC_2.3.4 GLIBC_2.3.10"), Some((3, 10)));
         assert_eq!(max_glibc(b"GLIBC_PRIVATE"), None);
+    }
+
+    #[test]
+    fn a_specs_files_go_where_the_distros_loaders_look() {
+        let dir = std::env::temp_dir().join(format!("distrorun-gpu-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let icd = dir.join("icd.json");
+        std::fs::write(&icd, r#"{"ICD": {"library_path": "/opt/nv/libGLX_nvidia.so.0"}}"#).unwrap();
+        let spec = format!(
+            "cdiVersion: 0.5.0\nkind: t.example/gpu\ncontainerEdits:\n  env: [A=1]\n  mounts:\n  - hostPath: /bin/sh\n    containerPath: /usr/bin/tool\n  - hostPath: {}\n    containerPath: /etc/vulkan/icd.d/nvidia_icd.json\n  - hostPath: /etc/hostname\n    containerPath: /etc/hostname\ndevices:\n- name: all\n",
+            icd.display()
+        );
+        std::fs::write(dir.join("t.yaml"), spec).unwrap();
+        let mut reg = Registry::default();
+        reg.load_dir(&dir, Trust::Caller);
+        let plan = GpuPlan { devices: vec!["t.example/gpu=all".into()], ..GpuPlan::default() };
+        let plan = resolve_with(plan, &reg, Trust::Caller).unwrap();
+        assert_eq!(plan.env, ["A=1"]);
+        assert_eq!(
+            plan.files[0],
+            GpuFile {
+                place: Place::At("/usr/local/bin/tool".into()),
+                source: Source::Host("/bin/sh".into())
+            }
+        );
+        assert_eq!(plan.files[1].place, Place::At("/usr/share/vulkan/icd.d/nvidia_icd.json".into()));
+        assert_eq!(
+            plan.files[1].source,
+            Source::Contents(br#"{"ICD": {"library_path": "libGLX_nvidia.so.0"}}"#.to_vec()),
+            "an absolute library path becomes the bare name"
+        );
+        assert_eq!(plan.files.len(), 2, "{:?}", plan.files);
+        assert!(
+            plan.notes.iter().any(|n| n.contains("/etc/hostname") && n.contains("not brought in")),
+            "{:?}",
+            plan.notes
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
