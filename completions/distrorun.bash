@@ -30,7 +30,7 @@ _distrorun() {
 			mapfile -t COMPREPLY < <(compgen -W "$(_distrorun_names "$prog")" -- "$cur")
 			return 0
 			;;
-		-d | --directory | --backend | --extra-volume | --info | --create | --tarball | --oci | --tag | --image | --update | --debian | --mirror | --include | --state-dir | --keep-xattr | --max-size | --max-entries | --timeout | --speed-limit | --speed-time | --pull | --platform | --remove)
+		-d | --directory | --backend | --extra-volume | --device | --info | --create | --tarball | --oci | --tag | --image | --update | --debian | --mirror | --include | --state-dir | --keep-xattr | --max-size | --max-entries | --timeout | --speed-limit | --speed-time | --pull | --platform | --remove)
 			i=$((i + 2))
 			continue
 			;;
@@ -90,7 +90,7 @@ _distrorun() {
 		esac
 		case $cur in
 		-*)
-			mapfile -t COMPREPLY < <(compgen -W "-d --directory --extra-volume --backend -v --verbose -n --dry-run -l --list --info --json --doctor --create --tarball --oci --tag --image --pull --platform --insecure-registry --timeout --speed-limit --speed-time --update --debian --mirror --include --system --state-dir --keep-xattr --max-size --max-entries -q --quiet --remove --yes --cache --cache-prune --all --root --export --export-bin --unexport --version --help --" -- "$cur")
+			mapfile -t COMPREPLY < <(compgen -W "-d --directory --extra-volume --device --gpu --backend -v --verbose -n --dry-run -l --list --info --json --doctor --create --tarball --oci --tag --image --pull --platform --insecure-registry --timeout --speed-limit --speed-time --update --debian --mirror --include --system --state-dir --keep-xattr --max-size --max-entries -q --quiet --remove --yes --cache --cache-prune --all --root --export --export-bin --unexport --version --help --" -- "$cur")
 			return 0
 			;;
 		esac

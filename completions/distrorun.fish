@@ -23,7 +23,7 @@ function __distrorun_after_name
             case --export --export-bin --unexport
                 # NAME is the value, and what follows is not a command.
                 return 1
-            case -d --directory --backend --extra-volume --info --create --tarball --oci --tag --image --update --debian --mirror --include --state-dir --keep-xattr --max-size --max-entries --timeout --speed-limit --speed-time --pull --platform --remove
+            case -d --directory --backend --extra-volume --device --info --create --tarball --oci --tag --image --update --debian --mirror --include --state-dir --keep-xattr --max-size --max-entries --timeout --speed-limit --speed-time --pull --platform --remove
                 set i (math $i + 2)
                 continue
             case '-*'
@@ -44,6 +44,8 @@ end
 complete -c distrorun -f
 complete -c distrorun -n 'not __distrorun_after_name' -s d -l directory -x -a '(__fish_complete_directories)' -d 'run in DIR inside the distro'
 complete -c distrorun -n 'not __distrorun_after_name' -l extra-volume -x -a '(__fish_complete_directories)' -d 'bind-mount a host directory at the same path inside'
+complete -c distrorun -n 'not __distrorun_after_name' -l device -x -d 'bring in a device by its CDI name'
+complete -c distrorun -n 'not __distrorun_after_name' -l gpu -d 'bring in every GPU this host describes'
 complete -c distrorun -n 'not __distrorun_after_name' -l backend -x -a 'auto userns helper' -d 'how to enter the distro'
 complete -c distrorun -n 'not __distrorun_after_name' -s v -l verbose -d 'print each step on stderr'
 complete -c distrorun -n 'not __distrorun_after_name' -s n -l dry-run -d 'print what would be done, and run nothing'

@@ -20,4 +20,15 @@ fn main() {
     let libexecdir = fixed_path("DISTRORUN_LIBEXECDIR", "/usr/local/libexec");
     println!("cargo:rustc-env=DISTRORUN_SYSCONFDIR={sysconfdir}");
     println!("cargo:rustc-env=DISTRORUN_LIBEXECDIR={libexecdir}");
+    // The CDI spec directories, in order (a later one wins): the standard
+    // ones, or a test build's own.
+    println!("cargo:rerun-if-env-changed=DISTRORUN_CDI_DIRS");
+    let cdi = env::var("DISTRORUN_CDI_DIRS").unwrap_or_else(|_| "/etc/cdi:/var/run/cdi".to_owned());
+    for dir in cdi.split(':') {
+        assert!(
+            Path::new(dir).is_absolute() && !dir.contains("..") && !dir.contains('\n'),
+            "DISTRORUN_CDI_DIRS must hold absolute paths without '..', got {cdi:?}"
+        );
+    }
+    println!("cargo:rustc-env=DISTRORUN_CDI_DIRS={cdi}");
 }

@@ -164,6 +164,7 @@ mod tests {
                 ids: distrorun_config::IdMode::Own,
                 user_db: distrorun_config::UserDb::Caller,
                 image: None,
+                devices: vec![],
             },
         }
     }

@@ -38,6 +38,14 @@ pub struct Options {
     /// bind-mount the host directory DIR at the same path inside; repeatable
     #[argh(option, arg_name = "DIR")]
     pub extra_volume: Vec<PathBuf>,
+    /// bring in the device NAME, a CDI name such as nvidia.com/gpu=all;
+    /// repeatable
+    #[argh(option, arg_name = "NAME")]
+    pub device: Vec<String>,
+    /// bring in every GPU this host describes (CDI specs, or NVIDIA's
+    /// driver without one)
+    #[argh(switch)]
+    pub gpu: bool,
     /// list the configured distros and where each is defined
     #[argh(switch, short = 'l')]
     pub list: bool,
@@ -201,6 +209,8 @@ pub struct RunArgs {
     pub directory: Option<PathBuf>,
     pub backend: Option<BackendChoice>,
     pub extra_volume: Vec<PathBuf>,
+    /// `--device` names, then "gpu" for `--gpu`.
+    pub devices: Vec<String>,
     pub root: bool,
 }
 
@@ -255,6 +265,7 @@ const TAKES_VALUE: &[&str] = &[
     "--directory",
     "--backend",
     "--extra-volume",
+    "--device",
     "--info",
     "--create",
     "--tarball",
@@ -322,6 +333,11 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
             directory: opts.directory,
             backend: opts.backend,
             extra_volume: opts.extra_volume,
+            devices: opts
+                .device
+                .into_iter()
+                .chain(opts.gpu.then(|| distrorun_config::gpu::GPU_ALL.to_owned()))
+                .collect(),
             root: opts.root,
         })),
         None => Err(Error::Usage("no distro name given".into())),
@@ -625,11 +641,12 @@ fn lowercase_first(msg: &str) -> String {
 
 fn version() -> String {
     format!(
-        "distrorun {}\nsysconfdir: {}\nlibexecdir: {}\nhelper: {}\n",
+        "distrorun {}\nsysconfdir: {}\nlibexecdir: {}\nhelper: {}\ncdi specs: {}\n",
         env!("CARGO_PKG_VERSION"),
         paths::SYSCONFDIR,
         paths::LIBEXECDIR,
-        paths::helper_path().display()
+        paths::helper_path().display(),
+        distrorun_config::cdi::SPEC_DIRS
     )
 }
 

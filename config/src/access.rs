@@ -63,6 +63,7 @@ mod tests {
             ids: crate::IdMode::Own,
             user_db: crate::UserDb::Caller,
             image: None,
+            devices: vec![],
         }
     }
 

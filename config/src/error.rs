@@ -32,6 +32,8 @@ pub enum Error {
     BadPath { what: &'static str, path: PathBuf, why: String },
     /// What `distrorun` handed the setuid helper is malformed.
     Handoff(String),
+    /// A device asked for cannot be provided.
+    Device { msg: String, hint: Option<String> },
 }
 
 /// The errno an `io::Error` carries; EIO for one the kernel did not report
@@ -63,6 +65,7 @@ impl Error {
                 "the setuid helper only trusts paths owned by root and not writable by group or others".into(),
             ),
             Error::Usage(_) => Some("run 'distrorun --help' for usage".into()),
+            Error::Device { hint, .. } => hint.clone(),
             _ => None,
         }
     }
@@ -108,7 +111,7 @@ impl fmt::Display for Error {
             Error::BadPath { what, path, why } => {
                 write!(f, "{what} {}: {why}", path.display())
             }
-            Error::Handoff(msg) => f.write_str(msg),
+            Error::Handoff(msg) | Error::Device { msg, .. } => f.write_str(msg),
         }
     }
 }

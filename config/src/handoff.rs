@@ -25,6 +25,9 @@ pub struct HelperArgs {
     pub directory: Option<PathBuf>,
     /// `--extra-volume DIR`, in the order given.
     pub extra_volumes: Vec<PathBuf>,
+    /// `--device NAME` and `--gpu` (as the name `gpu`), in the order given;
+    /// the helper reads the specs itself.
+    pub devices: Vec<String>,
     /// The distro.
     pub name: String,
     /// The command and its arguments, byte for byte.
@@ -35,7 +38,8 @@ const ENV_FD: &str = "--env-fd";
 const VERBOSE: &str = "-v";
 const DIRECTORY: &str = "-d";
 const EXTRA_VOLUME: &str = "--extra-volume";
-const TAKES_VALUE: &[&str] = &[ENV_FD, DIRECTORY, EXTRA_VOLUME];
+const DEVICE: &str = "--device";
+const TAKES_VALUE: &[&str] = &[ENV_FD, DIRECTORY, EXTRA_VOLUME, DEVICE];
 
 impl HelperArgs {
     /// The words to pass after the helper's path. The command always
@@ -50,6 +54,9 @@ impl HelperArgs {
         }
         for volume in &self.extra_volumes {
             words.extend([EXTRA_VOLUME.into(), volume.clone().into_os_string()]);
+        }
+        for device in &self.devices {
+            words.extend([DEVICE.into(), device.into()]);
         }
         words.extend([OsString::from(&self.name), "--".into()]);
         words.extend(self.command.iter().cloned());
@@ -66,6 +73,7 @@ impl HelperArgs {
             verbose: false,
             directory: None,
             extra_volumes: Vec::new(),
+            devices: Vec::new(),
             name: String::new(),
             command: split.command,
         };
@@ -80,6 +88,7 @@ impl HelperArgs {
                 DIRECTORY if parsed.directory.is_some() => return Err(usage("-d is given twice")),
                 DIRECTORY => parsed.directory = Some(value().into()),
                 EXTRA_VOLUME => parsed.extra_volumes.push(value().into()),
+                DEVICE => parsed.devices.push(value()),
                 other => return Err(usage(&format!("unknown option {other}"))),
             }
         }
@@ -174,6 +183,7 @@ mod tests {
             verbose: true,
             directory: Some("/srv/work dir".into()),
             extra_volumes: vec!["/data".into(), "/scratch".into()],
+            devices: vec!["nvidia.com/gpu=all".into(), "gpu".into()],
             name: "rocky9".into(),
             command: vec!["--weird".into(), OsString::from_vec(vec![0xff, b'-', b'v']), "--".into()],
         }
@@ -188,6 +198,7 @@ mod tests {
                 verbose: false,
                 directory: None,
                 extra_volumes: vec![],
+                devices: vec![],
                 name: "x".into(),
                 command: vec![],
             },

@@ -5,8 +5,11 @@
 
 pub mod access;
 pub mod args;
+pub mod cdi;
 mod error;
+pub mod gpu;
 pub mod handoff;
+pub mod ldcache;
 pub mod libconfig;
 pub mod load;
 pub mod name;
@@ -14,6 +17,7 @@ pub mod nss;
 pub mod paths;
 pub mod plan;
 pub mod schema;
+pub mod specdata;
 pub mod trust;
 pub mod userdb;
 

@@ -114,6 +114,9 @@ pub struct Plan {
     pub allow_setuid: bool,
     /// Which `/etc/passwd` and `/etc/group` the command sees.
     pub user_db: UserDb,
+    /// The devices asked for, by the config and the command line, in that
+    /// order, each once; what they bring in is [`crate::gpu::resolve`]'s.
+    pub devices: Vec<String>,
 }
 
 /// Everything the plan is made from, gathered by the caller.
@@ -127,6 +130,8 @@ pub struct Request<'a> {
     pub command: Vec<OsString>,
     /// The caller's `$SHELL`.
     pub shell: Option<PathBuf>,
+    /// `--device` and `--gpu`, in the order given.
+    pub devices: &'a [String],
 }
 
 impl Plan {
@@ -194,6 +199,7 @@ impl Plan {
             command,
             allow_setuid: distro.allow_setuid,
             user_db: distro.user_db,
+            devices: devices(&distro.devices, req.devices)?,
         })
     }
 
@@ -204,6 +210,7 @@ impl Plan {
         found: &Found,
         directory: Option<&Path>,
         extra_volumes: &[PathBuf],
+        devices: &[String],
         command: Vec<OsString>,
         pwd: Option<&OsStr>,
         shell: Option<&OsStr>,
@@ -216,6 +223,7 @@ impl Plan {
             cwd: &cwd,
             command,
             shell: shell.map(PathBuf::from),
+            devices,
         })
     }
 
@@ -241,6 +249,21 @@ impl Plan {
     pub fn host_target(&self, dst: &Path) -> PathBuf {
         self.root.join(dst.strip_prefix("/").unwrap_or(dst))
     }
+}
+
+/// The config's devices, then the command line's, each once; every name
+/// checked, so that a bad one fails before anything is read.
+fn devices(config: &[String], asked: &[String]) -> Result<Vec<String>, Error> {
+    let mut out: Vec<String> = Vec::with_capacity(config.len() + asked.len());
+    for d in config.iter().chain(asked) {
+        if d != crate::gpu::GPU_ALL {
+            crate::cdi::split_name(d)?;
+        }
+        if !out.contains(d) {
+            out.push(d.clone());
+        }
+    }
+    Ok(out)
 }
 
 fn kernel_mount(path: &str) -> MountSpec {
@@ -331,6 +354,7 @@ mod tests {
                 ids: crate::IdMode::Own,
                 user_db: crate::UserDb::Caller,
                 image: None,
+                devices: vec![],
             },
         }
     }
@@ -344,6 +368,7 @@ mod tests {
             cwd: Path::new(cwd),
             command: argv.iter().map(OsString::from).collect(),
             shell: Some("/bin/zsh".into()),
+            devices: &[],
         })
     }
 

@@ -44,6 +44,10 @@ pub struct Distro {
     /// it.
     #[serde(default)]
     pub image: Option<ImageOrigin>,
+    /// Devices every run of the distro asks for: CDI names
+    /// (`nvidia.com/gpu=all`) or `"gpu"` for every GPU the host describes.
+    #[serde(default)]
+    pub devices: Vec<String>,
 }
 
 /// A registry image: the reference as resolved, and the digest pulled.
@@ -224,6 +228,11 @@ impl Distro {
         }
         if depth(&self.dir) == 0 {
             return Err("dir must not be /".into());
+        }
+        for d in &self.devices {
+            if d != crate::gpu::GPU_ALL {
+                crate::cdi::split_name(d).map_err(|e| format!("devices: {e}"))?;
+            }
         }
         // Path's equality and hash are by components, so `/run/` is `/run`.
         let mut seen = std::collections::HashSet::with_capacity(self.mapped_volumes.len());

@@ -22,10 +22,12 @@ use std::convert::Infallible;
 use std::ffi::{c_int, CString};
 
 use distrorun_config::access::Caller;
+use distrorun_config::cdi::Trust;
 use distrorun_config::handoff::HelperArgs;
 use distrorun_config::{access, load, paths, trust, Plan};
 use distrorun_engine::exec::{self, Env};
-use distrorun_engine::{note, rootfs, sys, userdb, Error, Log};
+use distrorun_engine::{gpu, note, rootfs, sys, userdb, Error, Log};
+use std::os::fd::OwnedFd;
 
 use crate::privs::{Privileged, Unprivileged};
 
@@ -77,16 +79,23 @@ fn run() -> Result<Infallible, Error> {
     //     them to the helper itself for its real ids; never anything from
     //     the caller's environment or files. No capability in effect.
     let identity = userdb::prepare(&plan, &distro_dir, &identity_lookup(privileged.caller()), log)?;
-    // 11. The mounts, the identity files and the root switch, the same
-    //     engine as the userns backend; CAP_SYS_ADMIN is in effect only
-    //     while it mounts.
-    rootfs::enter(&plan, distro_dir, &privileged, identity.as_ref(), log)?;
-    // 12. The working directory and the command's path, as the caller.
+    // 11. The devices asked for (--device, --gpu, the config's devices):
+    //     the CDI specs re-read by the helper itself, only root's in root's
+    //     directories; every host file opened through the same trust walk,
+    //     as the caller; the distro's ld.so.cache only if root's.
+    let devices = prepare_devices(&plan, &distro_dir, log)?;
+    // 12. The mounts, the identity files, the device files and the root
+    //     switch, the same engine as the userns backend; CAP_SYS_ADMIN is
+    //     in effect only while it mounts.
+    rootfs::enter(&plan, distro_dir, &privileged, identity.as_ref(), devices.as_ref(), log)?;
+    // 13. The working directory, the command's path, and the devices'
+    //     variables added to the caller's environment, as the caller.
     exec::enter_workdir(&plan, log)?;
     let command = exec::argv(&plan)?;
-    // 13. Drop every privilege, for good, and verify it.
+    let env = env.with_added(devices.as_ref().map_or(&[], |d| &d.env[..]))?;
+    // 14. Drop every privilege, for good, and verify it.
     let unprivileged = privileged.drop_for_good(plan.allow_setuid)?;
-    // 14. Become the command.
+    // 15. Become the command.
     Err(exec_as_caller(unprivileged, &plan, &command, &env, log))
 }
 
@@ -97,11 +106,18 @@ fn identity_lookup(caller: &Caller) -> userdb::Lookup {
     userdb::Lookup { uid: caller.uid, gid: caller.gid, groups: caller.groups.clone(), only_root_files: true }
 }
 
+/// What the devices bring in, decided under the helper's trust rules.
+fn prepare_devices(plan: &Plan, distro_dir: &OwnedFd, log: Log) -> Result<Option<gpu::Prepared>, Error> {
+    let wanted = distrorun_config::gpu::resolve(&plan.devices, Trust::RootOnly)?;
+    gpu::prepare(plan, &wanted, distro_dir, Trust::RootOnly, log)
+}
+
 fn make_plan(found: &load::Found, args: HelperArgs, env: &Env) -> Result<Plan, Error> {
     let plan = Plan::for_caller(
         found,
         args.directory.as_deref(),
         &args.extra_volumes,
+        &args.devices,
         args.command,
         env.get("PWD").as_deref(),
         env.get("SHELL").as_deref(),

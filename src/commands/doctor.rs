@@ -7,9 +7,12 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use distrorun_config::access::{self, Caller};
+use distrorun_config::cdi::{Registry, Trust};
+use distrorun_config::gpu as devices;
 use distrorun_config::{load, paths, trust, Found, Origin};
 use distrorun_engine::{mount, Error};
 use nix::errno::Errno;
+use nix::unistd::AccessFlags;
 
 use crate::machine::{Facts, Helper};
 use crate::subids::Ids;
@@ -59,7 +62,8 @@ pub fn doctor() -> Result<(), Error> {
         check_subids(&mut r, ids);
         check_data_dir(&mut r);
     }
-    check_distros(&mut r, &caller, &system, user.as_deref());
+    let gpu = check_devices(&mut r);
+    check_distros(&mut r, &caller, &system, user.as_deref(), gpu.as_ref());
     output::print(&r.text);
     match r.problems {
         0 => Ok(()),
@@ -216,7 +220,149 @@ fn check_data_dir(r: &mut Report) {
     }
 }
 
-fn check_distros(r: &mut Report, caller: &Caller, system: &Path, user: Option<&Path>) {
+/// What the host's GPUs need of every distro: the newest glibc its
+/// driver's libraries need, when NVIDIA's are found.
+struct HostGpu {
+    glibc: Option<(u32, u32)>,
+}
+
+/// The CDI specs and GPUs of this host, what the helper would make of the
+/// specs, and the device nodes the caller cannot open.
+fn check_devices(r: &mut Report) -> Option<HostGpu> {
+    let registry = Registry::load(Trust::Caller);
+    for note in &registry.notes {
+        r.line(Level::Warning, note, Some("correct or remove the spec"));
+    }
+    for spec in &registry.specs {
+        let names: Vec<&str> = spec.devices.iter().map(|(n, _)| n.as_str()).collect();
+        r.line(
+            Level::Ok,
+            &format!("CDI spec {}: {} devices {}", spec.file.display(), spec.kind, names.join(", ")),
+            None,
+        );
+        if let Err(e) = trust::open_trusted_file(&spec.file) {
+            r.line(
+                Level::Warning,
+                &format!("the setuid helper ignores CDI spec {}: {e}", spec.file.display()),
+                Some("make it and its directories root's and writable only by root"),
+            );
+        }
+        let edits = std::iter::once(&spec.edits).chain(spec.devices.iter().map(|(_, e)| e));
+        for missing in edits.flat_map(|e| e.mounts.iter().map(|m| &m.host_path)).filter(|p| !p.exists()) {
+            r.line(
+                Level::Problem,
+                &format!(
+                    "CDI spec {} names {}, which does not exist",
+                    spec.file.display(),
+                    missing.display()
+                ),
+                Some("regenerate the spec after the driver changed (nvidia-ctk cdi generate)"),
+            );
+        }
+    }
+    check_device_nodes(r);
+    let wanted = devices::resolve(&[devices::GPU_ALL.to_owned()], Trust::Caller).ok()?;
+    let libraries: Vec<&Path> = wanted
+        .files
+        .iter()
+        .filter_map(|f| match (&f.place, &f.source) {
+            (devices::Place::Library(_), devices::Source::Host(p)) => Some(p.as_path()),
+            _ => None,
+        })
+        .collect();
+    if libraries.is_empty() {
+        r.line(Level::Ok, "no GPU here needs files from the host (/dev/dri, if mapped, is enough)", None);
+        return None;
+    }
+    let how = if registry.specs.is_empty() { "found without a CDI spec" } else { "from the CDI specs" };
+    r.line(Level::Ok, &format!("--gpu brings in {} host driver libraries, {how}", libraries.len()), None);
+    let glibc =
+        libraries.iter().filter_map(|p| std::fs::read(p).ok()).filter_map(|b| devices::max_glibc(&b)).max();
+    Some(HostGpu { glibc })
+}
+
+/// GPU device nodes the caller cannot open, and the group that can.
+fn check_device_nodes(r: &mut Report) {
+    let mut nodes: Vec<std::path::PathBuf> =
+        ["/dev/nvidiactl", "/dev/nvidia0", "/dev/nvidia-uvm", "/dev/kfd"]
+            .iter()
+            .map(std::path::PathBuf::from)
+            .collect();
+    if let Ok(dri) = std::fs::read_dir("/dev/dri") {
+        nodes.extend(dri.filter_map(Result::ok).map(|e| e.path()).filter(|p| !p.is_dir()));
+    }
+    for node in nodes.iter().filter(|n| n.exists()) {
+        if nix::unistd::access(node.as_path(), AccessFlags::R_OK | AccessFlags::W_OK).is_ok() {
+            continue;
+        }
+        let group = nix::sys::stat::stat(node.as_path())
+            .ok()
+            .and_then(|st| nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(st.st_gid)).ok().flatten())
+            .map_or_else(|| "its group".to_owned(), |g| g.name);
+        r.line(
+            Level::Warning,
+            &format!(
+                "you cannot open {} (group {group}): programs inside will not see that GPU",
+                node.display()
+            ),
+            Some(&format!("as root: usermod -aG {group} $USER, then log in again")),
+        );
+    }
+}
+
+/// What a distro lacks for the devices: the places device files are shown
+/// in, and a glibc as new as the host driver's.
+fn check_distro_devices(r: &mut Report, found: &Found, root: &std::os::fd::OwnedFd, gpu: &HostGpu) {
+    let missing = |p: &&str| matches!(mount::open_target(root, Path::new(p)), Err(Errno::ENOENT));
+    let needed: Vec<&str> = ["/usr/local/lib", devices::LD_CACHE].into_iter().filter(missing).collect();
+    if !needed.is_empty() {
+        let level = if found.distro.devices.is_empty() { Level::Warning } else { Level::Problem };
+        r.line(
+            level,
+            &format!("distro {}: --gpu needs {} inside, which it lacks", found.name, needed.join(" and ")),
+            Some("as root: mkdir -p /usr/local/lib inside; run ldconfig inside for /etc/ld.so.cache"),
+        );
+    }
+    // A loader directory is shown through its parent where that exists.
+    let shown = |p: &&str| {
+        missing(p)
+            && Path::new(p)
+                .parent()
+                .filter(|d| d.components().count() > 3)
+                .is_none_or(|d| missing(&d.to_str().unwrap_or("/")))
+    };
+    let lacking: Vec<String> = devices::MERGED_DIRS
+        .into_iter()
+        .filter(shown)
+        .map(|p| found.distro.dir.join(p.trim_start_matches('/')).display().to_string())
+        .collect();
+    if !lacking.is_empty() {
+        r.line(
+            Level::Warning,
+            &format!("distro {}: --gpu cannot show vendor files in {}", found.name, lacking.join(", ")),
+            Some(&format!("as root: mkdir -p {}", lacking.join(" "))),
+        );
+    }
+    let guest =
+        ["usr/lib/x86_64-linux-gnu/libc.so.6", "usr/lib64/libc.so.6", "lib/x86_64-linux-gnu/libc.so.6"]
+            .iter()
+            .find_map(|p| std::fs::read(found.distro.dir.join(p)).ok())
+            .and_then(|b| devices::max_glibc(&b));
+    if let (Some(need), Some(have)) = (gpu.glibc, guest) {
+        if have < need {
+            r.line(
+                Level::Problem,
+                &format!(
+                    "distro {}: its glibc 2.{} is older than the glibc 2.{} the host's GPU driver libraries need",
+                    found.name, have.0, need.0
+                ),
+                Some("use a newer release of the distro, or a driver branch built for older glibc"),
+            );
+        }
+    }
+}
+
+fn check_distros(r: &mut Report, caller: &Caller, system: &Path, user: Option<&Path>, gpu: Option<&HostGpu>) {
     for (name, origin) in load::list(system, user) {
         let found = match load::find(&name, system, user) {
             Ok(found) if found.origin == origin => found,
@@ -229,11 +375,11 @@ fn check_distros(r: &mut Report, caller: &Caller, system: &Path, user: Option<&P
         if access::check(&found.name, &found.distro, caller).is_err() {
             continue;
         }
-        check_distro(r, &found);
+        check_distro(r, &found, gpu);
     }
 }
 
-fn check_distro(r: &mut Report, found: &Found) {
+fn check_distro(r: &mut Report, found: &Found, gpu: Option<&HostGpu>) {
     let dir = &found.distro.dir;
     let root = match tree::open_path(dir) {
         Ok(fd) => fd,
@@ -260,6 +406,9 @@ fn check_distro(r: &mut Report, found: &Found) {
             Err(Errno::ENOENT) => missing.push(dir.join(dst.strip_prefix("/").unwrap_or(dst))),
             Err(e) => refused.push(format!("{}: {}", dst.display(), e.desc())),
         }
+    }
+    if let Some(gpu) = gpu {
+        check_distro_devices(r, found, &root, gpu);
     }
     if missing.is_empty() && refused.is_empty() {
         r.line(

@@ -9,6 +9,8 @@ use std::fmt::Write as _;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
+use distrorun_config::cdi::Trust;
+use distrorun_config::gpu as devices;
 use distrorun_config::BackendChoice;
 use distrorun_engine::{mount, Error};
 use nix::errno::Errno;
@@ -55,6 +57,12 @@ struct Info {
     backend_why: String,
     /// For a distro made from a registry image: its reference and digest.
     image: Option<crate::registry::Origin>,
+    /// The config's `devices`.
+    devices: Vec<String>,
+    /// What a run would bring in for them, or for `--gpu` when the config
+    /// asks for none: "INSIDE <- SOURCE" lines, or the error a run would
+    /// give.
+    device_files: Vec<String>,
 }
 
 fn backend_word(choice: BackendChoice) -> &'static str {
@@ -107,6 +115,8 @@ pub fn info(name: &str, json: bool) -> Result<(), Error> {
         backend: prediction.backend,
         backend_why: prediction.why,
         image: crate::registry::origin_of(&found),
+        devices: d.devices.clone(),
+        device_files: device_files(&d.devices),
     };
     if json {
         return output::print_json(&info);
@@ -164,7 +174,38 @@ fn info_text(i: &Info) -> String {
         }
     }
     let _ = writeln!(s, "would run as: {}: {}", i.backend.unwrap_or("nothing"), i.backend_why);
+    let asked = if i.devices.is_empty() { "none; with --gpu".to_owned() } else { i.devices.join(", ") };
+    let _ = writeln!(s, "devices:      {asked}");
+    for f in &i.device_files {
+        let _ = writeln!(s, "  {f}");
+    }
     s
+}
+
+/// What the devices (or `--gpu`) would bring in, resolved as the userns
+/// backend does.
+fn device_files(asked: &[String]) -> Vec<String> {
+    let asked = if asked.is_empty() { vec![devices::GPU_ALL.to_owned()] } else { asked.to_vec() };
+    match devices::resolve(&asked, Trust::Caller) {
+        Ok(plan) => {
+            let mut lines: Vec<String> =
+                plan.nodes.iter().map(|n| format!("{} (device node, from /dev)", n.display())).collect();
+            lines.extend(plan.files.iter().map(|f| {
+                let place = match &f.place {
+                    devices::Place::Library(name) => format!("{}/{name}", devices::LIB_DIR),
+                    devices::Place::At(p) => p.display().to_string(),
+                };
+                match &f.source {
+                    devices::Source::Host(p) => format!("{place} <- {}", p.display()),
+                    devices::Source::Link(t) => format!("{place} -> {t}"),
+                    devices::Source::Contents(_) => format!("{place} (rewritten)"),
+                }
+            }));
+            lines.extend(plan.env.iter().map(|v| format!("environment {v}")));
+            lines
+        }
+        Err(e) => vec![format!("error: {e}")],
+    }
 }
 
 fn volume_info(

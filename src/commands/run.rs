@@ -7,8 +7,11 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 
 use distrorun_config::access::{self, Caller};
+use distrorun_config::cdi::Trust;
+use distrorun_config::gpu as devices;
 use distrorun_config::handoff::{self, HelperArgs};
 use distrorun_config::{paths, Command, Found, Plan};
+use distrorun_engine::gpu;
 use distrorun_engine::rootfs::{self, AlreadyHeld};
 use distrorun_engine::userdb::{self, Lookup};
 use distrorun_engine::{exec, sys, userns, Env, Error, Log};
@@ -99,18 +102,21 @@ fn identity_lookup(caller: &Caller, fake_root: bool) -> Option<Lookup> {
 
 /// The userns and root backends: the engine runs in this very process.
 fn build_and_exec(plan: &Plan, lookup: Option<&Lookup>, log: Log) -> Error {
-    let steps = || -> Result<Vec<CString>, Error> {
+    let steps = || -> Result<(Vec<CString>, Env), Error> {
         let dir = tree::open_distro(&plan.root, &plan.distro)?;
         let identity = match lookup {
             Some(lookup) => userdb::prepare(plan, &dir, lookup, log)?,
             None => None,
         };
-        rootfs::enter(plan, dir, &AlreadyHeld, identity.as_ref(), log)?;
+        let wanted = devices::resolve(&plan.devices, Trust::Caller)?;
+        let devices = gpu::prepare(plan, &wanted, &dir, Trust::Caller, log)?;
+        rootfs::enter(plan, dir, &AlreadyHeld, identity.as_ref(), devices.as_ref(), log)?;
         exec::enter_workdir(plan, log)?;
-        exec::argv(plan)
+        let env = Env::Inherited.with_added(devices.as_ref().map_or(&[], |d| &d.env[..]))?;
+        Ok((exec::argv(plan)?, env))
     };
     match steps() {
-        Ok(argv) => exec::exec(plan, &argv, &Env::Inherited, log),
+        Ok((argv, env)) => exec::exec(plan, &argv, &env, log),
         Err(e) => e,
     }
 }
@@ -139,6 +145,7 @@ fn exec_helper(run: RunArgs) -> Error {
         verbose: run.verbose,
         directory: run.directory,
         extra_volumes: run.extra_volume,
+        devices: run.devices,
         name: run.name,
         command: run.command,
     };
@@ -179,10 +186,46 @@ fn make_plan(found: &Found, args: &mut RunArgs) -> Result<Plan, Error> {
         found,
         args.directory.as_deref(),
         &args.extra_volume,
+        &args.devices,
         std::mem::take(&mut args.command),
         std::env::var_os("PWD").as_deref(),
         std::env::var_os("SHELL").as_deref(),
     )?)
+}
+
+/// The devices a run would bring in, resolved as the backend would (the
+/// helper trusts only root's specs and files).
+fn describe_devices(plan: &Plan, decision: &Decision, log: Log) {
+    if plan.devices.is_empty() {
+        return;
+    }
+    let trust = if matches!(decision, Decision::Helper { .. }) { Trust::RootOnly } else { Trust::Caller };
+    match devices::resolve(&plan.devices, trust) {
+        Ok(wanted) => {
+            for note in &wanted.notes {
+                log.step(format_args!("{note}"));
+            }
+            for node in &wanted.nodes {
+                log.step(format_args!("devices: node {} (through the /dev volume)", node.display()));
+            }
+            for f in &wanted.files {
+                let place = match &f.place {
+                    devices::Place::Library(name) => format!("{}/{name}", devices::LIB_DIR),
+                    devices::Place::At(p) => p.display().to_string(),
+                };
+                let from = match &f.source {
+                    devices::Source::Host(p) => format!("from {}", p.display()),
+                    devices::Source::Link(t) => format!("-> {t}"),
+                    devices::Source::Contents(_) => "rewritten".into(),
+                };
+                log.step(format_args!("devices: {place} ({from})"));
+            }
+            for var in &wanted.env {
+                log.step(format_args!("devices: environment {var}"));
+            }
+        }
+        Err(e) => log.step(format_args!("devices: {e}")),
+    }
 }
 
 /// `--dry-run`: the plan, in the words `-v` uses, and nothing done.
@@ -205,6 +248,7 @@ fn describe(plan: &Plan, decision: &Decision, lookup: Option<&Lookup>, log: Log)
         }
         None => log.step(format_args!("user_db {}: not applied for root", plan.user_db.as_str())),
     }
+    describe_devices(plan, decision, log);
     log.step(format_args!("directory {}", plan.workdir.display()));
     match &plan.command {
         Command::Argv(words) => {

@@ -39,6 +39,35 @@ impl Env {
     }
 }
 
+impl Env {
+    /// This environment with `vars` (`NAME=VALUE`, from the devices' specs)
+    /// added, each replacing a variable of the same name. Unchanged, and
+    /// still inherited, when there are none.
+    pub fn with_added(self, vars: &[String]) -> Result<Env, Error> {
+        if vars.is_empty() {
+            return Ok(self);
+        }
+        let mut all = match self {
+            Env::Inherited => {
+                crate::sys::current_environ().map_err(|e| Error::sys("read distrorun's environment", e))?
+            }
+            Env::Given(vars) => vars,
+        };
+        for var in vars {
+            let Some((name, _)) = var.split_once('=').filter(|(n, _)| !n.is_empty()) else {
+                return Err(Error::msg(format!("a device spec sets {var:?}, which is not NAME=VALUE")));
+            };
+            let prefix = format!("{name}=");
+            all.retain(|v| !v.to_bytes().starts_with(prefix.as_bytes()));
+            all.push(
+                CString::new(var.as_bytes())
+                    .map_err(|_| Error::msg("a device spec's variable holds a NUL byte"))?,
+            );
+        }
+        Ok(Env::Given(all))
+    }
+}
+
 /// Makes sure 0, 1 and 2 are open (on /dev/null where the caller closed
 /// them), so that no file opened later becomes a standard stream.
 pub fn ensure_standard_streams() -> Result<(), Error> {
@@ -256,6 +285,7 @@ mod tests {
             command,
             allow_setuid: false,
             user_db: distrorun_config::UserDb::Distro,
+            devices: vec![],
         }
     }
 

@@ -12,6 +12,7 @@
 pub mod binfmt;
 pub mod error;
 pub mod exec;
+pub mod gpu;
 mod log;
 pub mod mount;
 pub mod rootfs;

@@ -27,7 +27,7 @@ use nix::sys::stat::{fstat, SFlag};
 use nix::unistd::{chdir, faccessat, fchdir, pivot_root, AccessFlags};
 
 use crate::mount::{self, explain};
-use crate::{userdb, Error, Log};
+use crate::{gpu, userdb, Error, Log};
 
 /// How the engine gets the right to mount. The userns backend already holds
 /// it in its own namespace; the setuid helper holds `CAP_SYS_ADMIN` in its
@@ -63,15 +63,17 @@ pub fn enter(
     distro_dir: OwnedFd,
     privilege: &impl MountPrivilege,
     identity: Option<&userdb::Prepared>,
+    devices: Option<&gpu::Prepared>,
     log: Log,
 ) -> Result<(), Error> {
-    let (root, staged) = privilege.mounting(|| {
+    let (root, staged, staged_gpu) = privilege.mounting(|| {
         mount::make_rslave()?;
         let tree = clone_root(plan, &distro_dir)?;
         // Cloned first, so that the staged ramfs is not in the copy.
         let staged = identity.map(|prepared| userdb::stage(plan, &distro_dir, prepared)).transpose()?;
+        let staged_gpu = devices.map(|_| gpu::stage(plan, &distro_dir)).transpose()?;
         attach_root(plan, &distro_dir, &tree, log)?;
-        Ok((tree, staged))
+        Ok((tree, staged, staged_gpu))
     })?;
     // Everything below goes through the new root's descriptor; closing this
     // one keeps the run within the descriptors it always needed.
@@ -80,6 +82,9 @@ pub fn enter(
         if let Some(source) = open_source(plan, spec, log)? {
             privilege.mounting(|| bind_volume(plan, &root, spec, &source, log))?;
         }
+    }
+    if let (Some(staged), Some(prepared)) = (staged_gpu, devices) {
+        privilege.mounting(|| gpu::install(plan, &root, &staged, prepared, log))?;
     }
     if let Some(staged) = staged {
         privilege.mounting(|| userdb::install(plan, &root, &staged, log))?;
@@ -255,6 +260,7 @@ mod tests {
             command: distrorun_config::Command::Argv(vec![]),
             allow_setuid: false,
             user_db: distrorun_config::UserDb::Distro,
+            devices: vec![],
         }
     }
 

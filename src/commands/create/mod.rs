@@ -116,6 +116,20 @@ impl Opened {
 /// always mounts; made where the tree lacks them.
 const MOUNT_POINTS: &[&str] = &["dev", "home", "tmp", "run", "proc", "sys"];
 
+/// Where the vendor files of devices are shown, parents first.
+const DEVICE_DIRS: &[&str] = &[
+    "usr/local/lib",
+    "usr/local/bin",
+    "usr/share/vulkan",
+    "usr/share/vulkan/icd.d",
+    "usr/share/vulkan/implicit_layer.d",
+    "usr/share/glvnd",
+    "usr/share/glvnd/egl_vendor.d",
+    "usr/share/egl",
+    "usr/share/egl/egl_external_platform.d",
+    "usr/share/nvidia",
+];
+
 /// The volumes of a new per-user distro's config.
 const DEFAULT_VOLUMES: &str = r#"    mapped_volumes: [
         // What a desktop user needs: devices (GPU, sound, /dev/shm, /dev/pts),
@@ -354,6 +368,7 @@ fn build(
     };
     result?;
     make_mount_points(&mount_root)?;
+    make_device_dirs(&mount_root)?;
     unpacker.finish()?;
     Ok(unpacker.stats)
 }
@@ -468,6 +483,33 @@ fn make_mount_points(root: &OwnedFd) -> Result<(), Error> {
     )
     .map_err(|e| fail("etc/resolv.conf", e))?;
     nix::unistd::fchown(&file, uid, gid).map_err(|e| fail("etc/resolv.conf", e))
+}
+
+/// The directories a launch with devices shows vendor files in
+/// (docs/gpu.md), where the tree has their parent: made now, so that no
+/// launch has to show a parent's entries instead, or go without them.
+fn make_device_dirs(root: &OwnedFd) -> Result<(), Error> {
+    let fail = |what: &str, e: Errno| Error::sys(format!("create /{what} in the new tree"), e);
+    for dir in DEVICE_DIRS {
+        let (parent, name) = dir.rsplit_once('/').unwrap_or(("", dir));
+        let Ok(parent_fd) = tree::open_in_root(root, parent.as_bytes(), OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+        else {
+            continue;
+        };
+        match mkdirat(&parent_fd, name, Mode::from_bits_truncate(0o755)) {
+            Ok(()) => fchownat(
+                &parent_fd,
+                name,
+                Some(Uid::from_raw(0)),
+                Some(Gid::from_raw(0)),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| fail(dir, e))?,
+            Err(Errno::EEXIST) => {}
+            Err(e) => return Err(fail(dir, e)),
+        }
+    }
+    Ok(())
 }
 
 /// The config, written under a temporary name and renamed into place, so
