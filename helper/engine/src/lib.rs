@@ -11,6 +11,7 @@
 
 pub mod error;
 pub mod exec;
+mod legacy;
 mod log;
 pub mod mount;
 pub mod rootfs;

@@ -80,6 +80,43 @@ pub fn mount_setattr_recursive(fd: BorrowedFd, attr_set: u64) -> Result<(), Errn
     Ok(())
 }
 
+/// Whether the kernel has `mount_setattr` (Linux 5.12): asked with a
+/// descriptor that cannot be valid, so the call fails either way, with
+/// `ENOSYS` only where it does not exist.
+pub fn mount_setattr_exists() -> bool {
+    // SAFETY: a null attribute pointer with size 0 is never dereferenced;
+    // the kernel rejects the call before looking at anything but its
+    // arguments.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            -1,
+            std::ptr::null::<libc::c_char>(),
+            0,
+            std::ptr::null::<MountAttr>(),
+            0,
+        )
+    };
+    !(ret < 0 && Errno::last() == Errno::ENOSYS)
+}
+
+/// Whether the kernel has `openat2` (Linux 5.6), asked with a descriptor
+/// that cannot be valid, for reports; lookups find out by their first call.
+pub fn openat2_exists() -> bool {
+    // SAFETY: with a size of 0 the kernel reads nothing through the null
+    // pointers; the call fails either way.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            -1,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    !(ret < 0 && Errno::last() == Errno::ENOSYS)
+}
+
 /// `move_mount(from, "", to, "", F_EMPTY_PATH | T_EMPTY_PATH)`: attaches the
 /// detached tree `from` on the object `to` refers to. Both ends are
 /// descriptors, so no path is looked up again between check and use.
@@ -639,14 +676,7 @@ pub fn spawn_detached(work: impl FnOnce(OwnedFd)) -> Result<OwnedFd, Errno> {
             });
             if let Ok(ForkResult::Child) = forked {
                 let kept = write_end.as_raw_fd();
-                // SAFETY: close_range only closes descriptors; the ranges
-                // leave out 0-2 and the pipe that `work` is handed.
-                unsafe {
-                    if kept > 3 {
-                        libc::syscall(libc::SYS_close_range, 3, kept - 1, 0);
-                    }
-                    libc::syscall(libc::SYS_close_range, kept + 1, u32::MAX, 0);
-                }
+                close_all_but(kept);
                 let quiet =
                     nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDWR, nix::sys::stat::Mode::empty());
                 if let Ok(null) = quiet {
@@ -669,5 +699,31 @@ pub fn spawn_detached(work: impl FnOnce(OwnedFd)) -> Result<OwnedFd, Errno> {
             while let Err(Errno::EINTR) = waitpid(child, None) {}
             Ok(read_end)
         }
+    }
+}
+
+/// Closes every descriptor above 2 but `kept`, in a forked child: with
+/// `close_range` (5.9), or on older kernels one by one as /proc/self/fd
+/// lists them.
+fn close_all_but(kept: RawFd) {
+    // SAFETY: close_range only closes descriptors; the ranges leave out 0-2
+    // and `kept`.
+    let ranged = unsafe {
+        (kept <= 3 || libc::syscall(libc::SYS_close_range, 3, kept - 1, 0) == 0)
+            && libc::syscall(libc::SYS_close_range, kept + 1, u32::MAX, 0) == 0
+    };
+    if ranged {
+        return;
+    }
+    let Ok(listed) = std::fs::read_dir("/proc/self/fd") else { return };
+    let open: Vec<RawFd> = listed
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2 && fd != kept)
+        .collect();
+    for fd in open {
+        // SAFETY: closing a descriptor this process owns; the one that
+        // listed the directory is already closed, and a number no longer
+        // open only yields EBADF.
+        unsafe { libc::close(fd) };
     }
 }
