@@ -53,6 +53,8 @@ struct Info {
     why_not: Option<String>,
     backend: Option<&'static str>,
     backend_why: String,
+    /// The running kernel and the form of each engine step it gets.
+    kernel: String,
     /// For a distro made from a registry image: its reference and digest.
     image: Option<crate::registry::Origin>,
 }
@@ -106,6 +108,7 @@ pub fn info(name: &str, json: bool) -> Result<(), Error> {
         why_not,
         backend: prediction.backend,
         backend_why: prediction.why,
+        kernel: crate::machine::kernel_facilities(),
         image: crate::registry::origin_of(&found),
     };
     if json {
@@ -164,6 +167,7 @@ fn info_text(i: &Info) -> String {
         }
     }
     let _ = writeln!(s, "would run as: {}: {}", i.backend.unwrap_or("nothing"), i.backend_why);
+    let _ = writeln!(s, "kernel:       {}", i.kernel);
     s
 }
 

@@ -628,17 +628,27 @@ impl Drop for Waiting {
 
 /// A descriptor that names process `pid` for as long as it is held, so that
 /// what is learned about it cannot silently come from a later process that
-/// reused the number.
+/// reused the number: a pidfd, or before Linux 5.3 (`ENOSYS`) the process's
+/// /proc directory, which a later process with the same number never
+/// answers through.
 pub fn pidfd_open(pid: i32) -> Result<OwnedFd, Errno> {
     // SAFETY: pidfd_open takes a number and flags and returns a new
     // descriptor or -1; no memory is passed.
-    let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    let fd = match check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) }) {
+        Err(Errno::ENOSYS) => {
+            let flags =
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
+            return nix::fcntl::open(format!("/proc/{pid}").as_str(), flags, nix::sys::stat::Mode::empty());
+        }
+        other => other?,
+    };
     let fd = RawFd::try_from(fd).map_err(|_| Errno::EBADF)?;
     // SAFETY: the kernel just returned this descriptor, and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Whether the process a pidfd names is still alive (signal 0 sends nothing).
+/// Whether the process a [`pidfd_open`] descriptor names is still alive
+/// (signal 0 sends nothing; a /proc directory answers only while it lives).
 pub fn pidfd_alive(pidfd: BorrowedFd) -> bool {
     // SAFETY: signal 0 with no siginfo only checks that the process exists
     // and may be signalled; the descriptor is borrowed, so it stays open.
@@ -651,7 +661,16 @@ pub fn pidfd_alive(pidfd: BorrowedFd) -> bool {
             0,
         )
     };
-    ret == 0
+    match check(ret) {
+        Ok(_) => true,
+        // Linux before 5.1, or the /proc directory from before 5.3.
+        Err(Errno::ENOSYS | Errno::EBADF) => {
+            let flags = nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC;
+            nix::fcntl::openat(pidfd, "stat", flags, nix::sys::stat::Mode::empty())
+                .is_ok_and(|f| nix::unistd::read(&f, &mut [0u8; 1]).is_ok_and(|n| n == 1))
+        }
+        Err(_) => false,
+    }
 }
 
 /// Starts a process that outlives this one and is not its child: a child
