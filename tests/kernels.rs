@@ -209,7 +209,7 @@ fn boot_and_check(label: &str) {
     let failed: Vec<&&str> = checks.iter().filter(|l| !l.ends_with(" PASS")).collect();
     let report = format!(
         "kernel {label} ({}), {:.1} s:\n{console}\nqemu stderr: {}",
-        console.lines().find(|l| l.starts_with("KERNEL ")).unwrap_or("did not start the script"),
+        console.lines().find(|l| l.contains("KERNEL ")).unwrap_or("did not start the script"),
         took.as_secs_f64(),
         String::from_utf8_lossy(&out.stderr)
     );

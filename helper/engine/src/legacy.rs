@@ -15,13 +15,17 @@
 //!   through the same copy and attach code), so propagation is the same:
 //!   every mount of the namespace is already a slave, and so is each copy.
 //! - **Attributes** (`mount_setattr` before 5.12): after the bind, each
-//!   mount of the new tree is remounted with `MS_REMOUNT | MS_BIND`, with
-//!   the flags it already has (read from `/proc/self/mountinfo`) plus the
-//!   plan's, as bubblewrap does: a flag is only ever added, and the flags a
-//!   user namespace locks are passed back unchanged. Each mount is opened by
-//!   a symlink-refusing walk from the tree's root and its mount id compared
-//!   with mountinfo's before it is remounted, so a path swapped in between
-//!   makes the run fail rather than change another mount.
+//!   mount of the new tree (the mounts `/proc/self/mountinfo` shows that
+//!   were not there before) is opened by a symlink-refusing walk from the
+//!   tree's root and remounted with `MS_REMOUNT | MS_BIND`, with the flags
+//!   of the mount that descriptor lies on (`fstatvfs`) plus the plan's, as
+//!   bubblewrap does: a flag is only ever added, and the flags a user
+//!   namespace locks are passed back unchanged. Mountinfo is read again to
+//!   check that every new mount has the plan's flags, so a path swapped
+//!   during the walk makes the run fail rather than leave one without.
+//!   (Mount ids of descriptors are not used: `/proc/self/fdinfo` is closed
+//!   to an undumpable process before Linux 5.14, and `statx` has them only
+//!   since 5.8.)
 //! - **The identity ramfs** (`fsopen`/`fsmount` before 5.2): mounted with
 //!   `mount(2)` on the host's `/proc/sys` in the private namespace, where
 //!   nothing later looks, and detached with the host's root by the root
@@ -38,6 +42,7 @@ use nix::fcntl::{openat, readlinkat, OFlag, AT_FDCWD};
 use nix::mount::{mount, MsFlags};
 use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::sys::statfs::{fstatfs, FsType, PROC_SUPER_MAGIC};
+use nix::sys::statvfs::{fstatvfs, FsFlags};
 
 /// `RAMFS_MAGIC` from <linux/magic.h>, which libc does not export.
 const RAMFS_MAGIC: FsType = FsType(0x8584_58f6);
@@ -159,21 +164,10 @@ pub fn open_host(path: &Path, last_flags: OFlag) -> Result<OwnedFd, Errno> {
     openat(cur.as_fd(), ".", last_flags | OFlag::O_CLOEXEC, Mode::empty())
 }
 
-/// The id of the mount `fd` lies on, from `/proc/self/fdinfo` (there since
-/// Linux 3.15; `statx(STATX_MNT_ID)` only since 5.8).
-pub fn mount_id(fd: &OwnedFd) -> Result<u64, Errno> {
-    let info = std::fs::read(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
-        .map_err(|e| distrorun_config::errno_of(&e))?;
-    info.split(|&b| b == b'\n')
-        .find_map(|line| line.strip_prefix(b"mnt_id:"))
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or(Errno::EIO)
-}
-
 /// Opens the directory `fd` names again by its name in its parent, which
 /// reaches the mount stacked on it last; the name comes from the kernel's
-/// own record of the path, and the result must be the same file.
+/// own record of the path, and [`bind`] checks that the result is the same
+/// file.
 pub fn entry_of(dir: &OwnedFd) -> Result<(OwnedFd, CString), Errno> {
     let path = readlinkat(AT_FDCWD, proc_fd(dir).as_str())?;
     let path = Path::new(&path);
@@ -186,33 +180,33 @@ pub fn entry_of(dir: &OwnedFd) -> Result<(OwnedFd, CString), Errno> {
 
 /// Binds the tree at `source` (recursively) on `target`, adds `attrs` to
 /// every mount of the copy, and returns a descriptor of the copy's root.
-/// `entry` is the directory and name `target` was found by.
+/// `entry` is the directory and name `target` was found by: looking the
+/// name up again reaches the mount on top, the new one, which must be the
+/// source itself (the root of a bind is its source).
 pub fn bind(
-    source: &OwnedFd,
-    target: &OwnedFd,
-    entry: &(OwnedFd, CString),
+    source: OwnedFd,
+    target: OwnedFd,
+    entry: (OwnedFd, CString),
     attrs: Attrs,
 ) -> Result<OwnedFd, Errno> {
-    let under = mount_id(target)?;
+    let before = mount_ids()?;
+    let st = fstat(source.as_fd())?;
     mount(
-        Some(proc_fd(source).as_str()),
-        proc_fd(target).as_str(),
+        Some(proc_fd(&source).as_str()),
+        proc_fd(&target).as_str(),
         None::<&str>,
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
     )?;
-    let top = openat(
-        entry.0.as_fd(),
-        entry.1.as_c_str(),
-        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    let (a, b) = (fstat(source.as_fd())?, fstat(top.as_fd())?);
-    // The root of a bind is the source itself: the same file, on a new mount.
-    if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) || mount_id(&top)? == under {
+    drop((source, target));
+    let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let top = openat(entry.0.as_fd(), entry.1.as_c_str(), flags, Mode::empty())?;
+    drop(entry);
+    let now = fstat(top.as_fd())?;
+    if (st.st_dev, st.st_ino) != (now.st_dev, now.st_ino) {
         return Err(Errno::EBUSY);
     }
-    add_attrs(&top, attrs)?;
+    add_attrs(&top, attrs, &before)?;
     Ok(top)
 }
 
@@ -226,7 +220,6 @@ pub fn ramfs() -> Result<OwnedFd, Errno> {
     }
     let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     let spot = openat(proc.as_fd(), "sys", flags, Mode::empty())?;
-    let under = mount_id(&spot)?;
     mount(
         Some("ramfs"),
         proc_fd(&spot).as_str(),
@@ -235,10 +228,15 @@ pub fn ramfs() -> Result<OwnedFd, Errno> {
         Some("mode=0755"),
     )?;
     let top = openat(proc.as_fd(), "sys", flags, Mode::empty())?;
-    if fstatfs(top.as_fd())?.filesystem_type() != RAMFS_MAGIC || mount_id(&top)? == under {
+    if fstatfs(top.as_fd())?.filesystem_type() != RAMFS_MAGIC {
         return Err(Errno::EBUSY);
     }
     Ok(top)
+}
+
+/// Makes the ramfs from [`ramfs`] read-only, with its other flags kept.
+pub fn seal_ramfs(ramfs: &OwnedFd, attrs: Attrs) -> Result<(), Errno> {
+    remount(ramfs, own_flags(ramfs)? | ms_flags(attrs))
 }
 
 /// One line of `/proc/self/mountinfo`.
@@ -250,42 +248,89 @@ struct MountLine {
     flags: MsFlags,
 }
 
+/// The ids of the mounts in this namespace now.
+pub fn mount_ids() -> Result<Vec<u64>, Errno> {
+    Ok(read_mountinfo()?.iter().map(|m| m.id).collect())
+}
+
+fn read_mountinfo() -> Result<Vec<MountLine>, Errno> {
+    let text = std::fs::read("/proc/self/mountinfo").map_err(|e| distrorun_config::errno_of(&e))?;
+    Ok(parse_mountinfo(&text))
+}
+
+/// The mounts that are not in `before`, parents first, and the one among
+/// them whose parent is older: the root of the copy just made.
+fn new_mounts(before: &[u64]) -> Result<(MountLine, Vec<MountLine>), Errno> {
+    let mut new: Vec<MountLine> = read_mountinfo()?.into_iter().filter(|m| !before.contains(&m.id)).collect();
+    let ids: Vec<u64> = new.iter().map(|m| m.id).collect();
+    let mut roots = new.iter().enumerate().filter(|(_, m)| !ids.contains(&m.parent)).map(|(i, _)| i);
+    let (Some(root), None) = (roots.next(), roots.next()) else { return Err(Errno::EBUSY) };
+    let root = new.remove(root);
+    Ok((root, new))
+}
+
+/// A mount with another stacked on its root is out of everyone's reach,
+/// and stays as it is; the one on top gets the flags.
+fn covered(m: &MountLine, all: &[MountLine]) -> bool {
+    all.iter().any(|o| o.parent == m.id && o.point == m.point)
+}
+
 /// Adds `attrs` to the mount `top` is the root of and to every mount below
-/// it, keeping each one's own flags.
-pub fn add_attrs(top: &OwnedFd, attrs: Attrs) -> Result<(), Errno> {
+/// it: the mounts that appeared since `before`. Each is remounted with the
+/// flags of the very mount its descriptor lies on (`fstatvfs`) plus
+/// `attrs`, so whatever mount a walk reaches, it only gains flags; and
+/// mountinfo is read again at the end to check that every new mount has
+/// them, so a walk led astray cannot leave one without.
+fn add_attrs(top: &OwnedFd, attrs: Attrs, before: &[u64]) -> Result<(), Errno> {
     let wanted = ms_flags(attrs);
     if wanted.is_empty() {
         return Ok(());
     }
-    let id = mount_id(top)?;
-    let text = std::fs::read("/proc/self/mountinfo").map_err(|e| distrorun_config::errno_of(&e))?;
-    let lines = parse_mountinfo(&text);
-    let me = lines.iter().find(|m| m.id == id).ok_or(Errno::ENOENT)?;
-    remount(top, me.flags | wanted)?;
-    // Descendants in mountinfo's order, which lists a mount after its parent.
-    let mut tree = vec![id];
-    for m in &lines {
-        if !tree.contains(&m.parent) || m.id == id {
-            continue;
-        }
-        tree.push(m.id);
-        // A mount with another stacked on its root is out of everyone's
-        // reach, and stays as it is; the one on top gets the flags.
-        if lines.iter().any(|o| o.parent == m.id && o.point == m.point) {
-            continue;
-        }
+    let (root, below) = new_mounts(before)?;
+    remount(top, own_flags(top)? | wanted)?;
+    for m in below.iter().filter(|m| !covered(m, &below)) {
         let rel = m
             .point
-            .strip_prefix(me.point.as_slice())
-            .filter(|r| r.first() == Some(&b'/') || me.point == b"/")
+            .strip_prefix(root.point.as_slice())
+            .filter(|r| r.first() == Some(&b'/') || root.point == b"/")
             .ok_or(Errno::EINVAL)?;
         let walked = open_beneath(top, Path::new(OsStr::from_bytes(rel)), OFlag::O_PATH)?;
-        if mount_id(&walked.fd)? != m.id {
+        remount(&walked.fd, own_flags(&walked.fd)? | wanted)?;
+    }
+    let (root, below) = new_mounts(before)?;
+    let lacking = std::iter::once(&root).chain(below.iter().filter(|m| !covered(m, &below)));
+    for m in lacking {
+        if !m.flags.contains(wanted) {
             return Err(Errno::EBUSY);
         }
-        remount(&walked.fd, m.flags | wanted)?;
     }
     Ok(())
+}
+
+/// The per-mount flags of the mount `fd` lies on, atime mode included,
+/// since a user namespace locks that too.
+fn own_flags(fd: &OwnedFd) -> Result<MsFlags, Errno> {
+    let st = fstatvfs(fd)?.flags();
+    let mut f = MsFlags::empty();
+    for (on, bit) in [
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+    ] {
+        if st.contains(on) {
+            f |= bit;
+        }
+    }
+    let atime = if st.contains(FsFlags::ST_NOATIME) {
+        MsFlags::MS_NOATIME
+    } else if st.contains(FsFlags::ST_RELATIME) {
+        MsFlags::MS_RELATIME
+    } else {
+        MsFlags::MS_STRICTATIME
+    };
+    Ok(f | atime)
 }
 
 fn remount(fd: &OwnedFd, flags: MsFlags) -> Result<(), Errno> {

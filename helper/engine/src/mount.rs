@@ -145,6 +145,16 @@ pub fn clone_tree(object: &OwnedFd) -> Result<Tree, Errno> {
     Ok(Tree(TreeForm::Pending { source, attrs: Attrs::default() }))
 }
 
+/// [`clone_tree`] of a source that is needed for nothing else, which is
+/// closed as soon as it is copied, or on older kernels kept until the bind
+/// without a second descriptor.
+pub fn clone_owned(object: OwnedFd) -> Result<Tree, Errno> {
+    if new_mount_api() {
+        return clone_tree(&object);
+    }
+    Ok(Tree(TreeForm::Pending { source: object, attrs: Attrs::default() }))
+}
+
 /// Adds the attributes to the tree and every submount in it. Attributes are
 /// only ever added: a flag the host set (and, in a user namespace, locked)
 /// stays set.
@@ -210,16 +220,18 @@ pub fn open_target(root: &OwnedFd, dst: &Path) -> Result<Target, Errno> {
 }
 
 /// Attaches `tree` on top of `target`, and returns a descriptor of the
-/// attached tree's root, through which later lookups see it.
-pub fn attach(tree: Tree, target: &Target) -> Result<OwnedFd, Errno> {
+/// attached tree's root, through which later lookups see it. Both are
+/// closed as soon as they are no longer needed, so that a bind never holds
+/// more descriptors than the steps before it.
+pub fn attach(tree: Tree, target: Target) -> Result<OwnedFd, Errno> {
     match tree.0 {
         TreeForm::Detached(fd) => {
             sys::move_mount(fd.as_fd(), target.fd.as_fd())?;
             Ok(fd)
         }
         TreeForm::Pending { source, attrs } => {
-            let entry = target.entry.as_ref().ok_or(Errno::EBUSY)?;
-            legacy::bind(&source, &target.fd, entry, attrs)
+            let entry = target.entry.ok_or(Errno::EBUSY)?;
+            legacy::bind(source, target.fd, entry, attrs)
         }
     }
 }
@@ -249,7 +261,7 @@ pub fn ramfs(
     if !new_mount_api() {
         let ramfs = legacy::ramfs()?;
         fill(&ramfs)?;
-        legacy::add_attrs(&ramfs, attrs)?;
+        legacy::seal_ramfs(&ramfs, attrs)?;
         return Ok(ramfs);
     }
     let fs = sys::fsopen(c"ramfs")?;

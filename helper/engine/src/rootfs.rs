@@ -81,7 +81,7 @@ pub fn enter(
     })?;
     for spec in &plan.mounts {
         if let Some(source) = open_source(plan, spec, log)? {
-            privilege.mounting(|| bind_volume(plan, &root, spec, &source, log))?;
+            privilege.mounting(|| bind_volume(plan, &root, spec, source, log))?;
         }
     }
     if let Some(staged) = staged {
@@ -140,7 +140,7 @@ fn clone_root(plan: &Plan, distro_dir: &OwnedFd) -> Result<mount::Tree, Error> {
 /// on it.
 fn attach_root(plan: &Plan, distro_dir: OwnedFd, tree: mount::Tree, log: Log) -> Result<OwnedFd, Error> {
     let target = mount::Target::dir(distro_dir).map_err(|e| root_error(plan, e))?;
-    let root = mount::attach(tree, &target).map_err(|e| root_error(plan, e))?;
+    let root = mount::attach(tree, target).map_err(|e| root_error(plan, e))?;
     log.step(format_args!("root {} ({})", plan.root.display(), plan.root_attrs));
     Ok(root)
 }
@@ -153,15 +153,15 @@ fn bind_volume(
     plan: &Plan,
     root: &OwnedFd,
     spec: &MountSpec,
-    source: &OwnedFd,
+    source: OwnedFd,
     log: Log,
 ) -> Result<(), Error> {
     let (src, dst) = (spec.src.display(), spec.dst.display());
-    let mut tree = mount::clone_tree(source).map_err(|e| source_error(plan, spec, e))?;
+    let mut tree = mount::clone_owned(source).map_err(|e| source_error(plan, spec, e))?;
     mount::set_attrs(&mut tree, spec.attrs)
         .map_err(|e| Error::sys(format!("set {} on the copy of {src}", spec.attrs), e))?;
     let target = mount::open_target(root, &spec.dst).map_err(|e| target_error(plan, spec, e))?;
-    mount::attach(tree, &target).map_err(|e| {
+    mount::attach(tree, target).map_err(|e| {
         let err = Error::sys(format!("mount {src} on {dst} in distro {}", plan.distro), e);
         if e == Errno::ENOTDIR {
             err.with_hint("a directory can only be mounted on a directory, and a file on a file")

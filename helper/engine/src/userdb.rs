@@ -306,7 +306,7 @@ pub fn install(plan: &Plan, root: &OwnedFd, staged: &Staged, log: Log) -> Result
                 e,
             )
         })?;
-        mount::attach(copy, &target)
+        mount::attach(copy, target)
             .map_err(|e| identity_error(plan, &format!("mount the merged {inside}"), e))?;
     }
     log.step(format_args!(
