@@ -179,7 +179,7 @@ pub fn entry_of(dir: &OwnedFd) -> Result<(OwnedFd, CString), Errno> {
 }
 
 /// Binds the tree at `source` (recursively) on `target`, adds `attrs` to
-/// every mount of the copy, and returns a descriptor of the copy's root.
+/// every mount of the copy (the mounts not in `before`), and returns a descriptor of the copy's root.
 /// `entry` is the directory and name `target` was found by: looking the
 /// name up again reaches the mount on top, the new one, which must be the
 /// source itself (the root of a bind is its source).
@@ -188,8 +188,8 @@ pub fn bind(
     target: OwnedFd,
     entry: (OwnedFd, CString),
     attrs: Attrs,
+    before: &[u64],
 ) -> Result<OwnedFd, Errno> {
-    let before = mount_ids()?;
     let st = fstat(source.as_fd())?;
     mount(
         Some(proc_fd(&source).as_str()),
@@ -206,7 +206,7 @@ pub fn bind(
     if (st.st_dev, st.st_ino) != (now.st_dev, now.st_ino) {
         return Err(Errno::EBUSY);
     }
-    add_attrs(&top, attrs, &before)?;
+    add_attrs(&top, attrs, before)?;
     Ok(top)
 }
 
@@ -227,7 +227,9 @@ pub fn ramfs() -> Result<OwnedFd, Errno> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         Some("mode=0755"),
     )?;
+    drop(spot);
     let top = openat(proc.as_fd(), "sys", flags, Mode::empty())?;
+    drop(proc);
     if fstatfs(top.as_fd())?.filesystem_type() != RAMFS_MAGIC {
         return Err(Errno::EBUSY);
     }

@@ -130,8 +130,9 @@ enum TreeForm {
     /// A detached copy made by `open_tree`, attributes already set.
     Detached(OwnedFd),
     /// Older kernels: the source, copied and given its attributes when it
-    /// is attached.
-    Pending { source: OwnedFd, attrs: Attrs },
+    /// is attached, and the mounts there were before (read now, while the
+    /// run holds fewer descriptors than when it binds).
+    Pending { source: OwnedFd, attrs: Attrs, before: Vec<u64> },
 }
 
 /// A recursive copy of the mount tree at `object`, so that submounts such
@@ -142,7 +143,7 @@ pub fn clone_tree(object: &OwnedFd) -> Result<Tree, Errno> {
         return sys::open_tree(object.as_fd(), flags).map(|fd| Tree(TreeForm::Detached(fd)));
     }
     let source = nix::unistd::dup(object).map_err(|_| Errno::EMFILE)?;
-    Ok(Tree(TreeForm::Pending { source, attrs: Attrs::default() }))
+    Ok(Tree(TreeForm::Pending { source, attrs: Attrs::default(), before: legacy::mount_ids()? }))
 }
 
 /// [`clone_tree`] of a source that is needed for nothing else, which is
@@ -152,7 +153,7 @@ pub fn clone_owned(object: OwnedFd) -> Result<Tree, Errno> {
     if new_mount_api() {
         return clone_tree(&object);
     }
-    Ok(Tree(TreeForm::Pending { source: object, attrs: Attrs::default() }))
+    Ok(Tree(TreeForm::Pending { source: object, attrs: Attrs::default(), before: legacy::mount_ids()? }))
 }
 
 /// Adds the attributes to the tree and every submount in it. Attributes are
@@ -229,9 +230,9 @@ pub fn attach(tree: Tree, target: Target) -> Result<OwnedFd, Errno> {
             sys::move_mount(fd.as_fd(), target.fd.as_fd())?;
             Ok(fd)
         }
-        TreeForm::Pending { source, attrs } => {
+        TreeForm::Pending { source, attrs, before } => {
             let entry = target.entry.ok_or(Errno::EBUSY)?;
-            legacy::bind(source, target.fd, entry, attrs)
+            legacy::bind(source, target.fd, entry, attrs, &before)
         }
     }
 }
@@ -244,7 +245,7 @@ pub fn clone_entry(dir: &OwnedFd, name: &std::ffi::CStr) -> Result<Tree, Errno> 
     }
     let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let source = nix::fcntl::openat(dir.as_fd(), name, flags, nix::sys::stat::Mode::empty())?;
-    Ok(Tree(TreeForm::Pending { source, attrs: Attrs::default() }))
+    Ok(Tree(TreeForm::Pending { source, attrs: Attrs::default(), before: legacy::mount_ids()? }))
 }
 
 /// A new ramfs, nosuid, nodev and noexec, filled by `fill` and then made
