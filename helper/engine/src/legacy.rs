@@ -220,6 +220,7 @@ pub fn ramfs() -> Result<OwnedFd, Errno> {
     }
     let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     let spot = openat(proc.as_fd(), "sys", flags, Mode::empty())?;
+    remember(None);
     mount(
         Some("ramfs"),
         proc_fd(&spot).as_str(),
@@ -250,25 +251,48 @@ struct MountLine {
     flags: MsFlags,
 }
 
+/// The mount ids the last [`add_attrs`] saw, all of this namespace's: what
+/// the next bind starts from, without reading mountinfo once more. Any
+/// other mount made here forgets them.
+static KNOWN: std::sync::Mutex<Option<Vec<u64>>> = std::sync::Mutex::new(None);
+
+fn remember(ids: Option<Vec<u64>>) {
+    if let Ok(mut known) = KNOWN.lock() {
+        *known = ids;
+    }
+}
+
 /// The ids of the mounts in this namespace now.
 pub fn mount_ids() -> Result<Vec<u64>, Errno> {
+    if let Some(ids) = KNOWN.lock().ok().and_then(|k| k.clone()) {
+        return Ok(ids);
+    }
     Ok(read_mountinfo()?.iter().map(|m| m.id).collect())
 }
 
 fn read_mountinfo() -> Result<Vec<MountLine>, Errno> {
-    let text = std::fs::read("/proc/self/mountinfo").map_err(|e| distrorun_config::errno_of(&e))?;
+    use std::io::Read;
+    // One large buffer: procfs reports no size, and each short read makes
+    // the kernel walk the mount list again up to where it stopped.
+    let mut text = Vec::with_capacity(256 << 10);
+    std::fs::File::open("/proc/self/mountinfo")
+        .and_then(|mut f| f.read_to_end(&mut text))
+        .map_err(|e| distrorun_config::errno_of(&e))?;
     Ok(parse_mountinfo(&text))
 }
 
-/// The mounts that are not in `before`, parents first, and the one among
-/// them whose parent is older: the root of the copy just made.
-fn new_mounts(before: &[u64]) -> Result<(MountLine, Vec<MountLine>), Errno> {
-    let mut new: Vec<MountLine> = read_mountinfo()?.into_iter().filter(|m| !before.contains(&m.id)).collect();
-    let ids: Vec<u64> = new.iter().map(|m| m.id).collect();
-    let mut roots = new.iter().enumerate().filter(|(_, m)| !ids.contains(&m.parent)).map(|(i, _)| i);
+/// The mounts that are not in `before`: the one among them whose parent is
+/// older (the root of the copy just made), the others, parents first, and
+/// the ids of all mounts now.
+fn new_mounts(before: &[u64]) -> Result<(MountLine, Vec<MountLine>, Vec<u64>), Errno> {
+    let all = read_mountinfo()?;
+    let ids: Vec<u64> = all.iter().map(|m| m.id).collect();
+    let mut new: Vec<MountLine> = all.into_iter().filter(|m| !before.contains(&m.id)).collect();
+    let new_ids: Vec<u64> = new.iter().map(|m| m.id).collect();
+    let mut roots = new.iter().enumerate().filter(|(_, m)| !new_ids.contains(&m.parent)).map(|(i, _)| i);
     let (Some(root), None) = (roots.next(), roots.next()) else { return Err(Errno::EBUSY) };
     let root = new.remove(root);
-    Ok((root, new))
+    Ok((root, new, ids))
 }
 
 /// A mount with another stacked on its root is out of everyone's reach,
@@ -286,11 +310,19 @@ fn covered(m: &MountLine, all: &[MountLine]) -> bool {
 fn add_attrs(top: &OwnedFd, attrs: Attrs, before: &[u64]) -> Result<(), Errno> {
     let wanted = ms_flags(attrs);
     if wanted.is_empty() {
+        remember(None);
         return Ok(());
     }
-    let (root, below) = new_mounts(before)?;
-    remount(top, own_flags(top)? | wanted)?;
-    for m in below.iter().filter(|m| !covered(m, &below)) {
+    let (root, below, ids) = new_mounts(before)?;
+    // Mountinfo names each mount by its id, so a mount it shows with the
+    // flags already (most host submounts are nosuid and nodev) is left as
+    // it is, with no walk.
+    let mut remounted = false;
+    if !root.flags.contains(wanted) {
+        remount(top, own_flags(top)? | wanted)?;
+        remounted = true;
+    }
+    for m in below.iter().filter(|m| !covered(m, &below) && !m.flags.contains(wanted)) {
         let rel = m
             .point
             .strip_prefix(root.point.as_slice())
@@ -298,14 +330,20 @@ fn add_attrs(top: &OwnedFd, attrs: Attrs, before: &[u64]) -> Result<(), Errno> {
             .ok_or(Errno::EINVAL)?;
         let walked = open_beneath(top, Path::new(OsStr::from_bytes(rel)), OFlag::O_PATH)?;
         remount(&walked.fd, own_flags(&walked.fd)? | wanted)?;
+        remounted = true;
     }
-    let (root, below) = new_mounts(before)?;
+    if !remounted {
+        remember(Some(ids));
+        return Ok(());
+    }
+    let (root, below, ids) = new_mounts(before)?;
     let lacking = std::iter::once(&root).chain(below.iter().filter(|m| !covered(m, &below)));
     for m in lacking {
         if !m.flags.contains(wanted) {
             return Err(Errno::EBUSY);
         }
     }
+    remember(Some(ids));
     Ok(())
 }
 
