@@ -94,6 +94,7 @@ impl Helper {
 const USERNS_CLONE: &str = "/proc/sys/kernel/unprivileged_userns_clone";
 const MAX_USERNS: &str = "/proc/sys/user/max_user_namespaces";
 const APPARMOR_RESTRICT: &str = "/proc/sys/kernel/apparmor_restrict_unprivileged_userns";
+const RHEL7_SWITCH: &str = "/sys/module/user_namespace/parameters/enable";
 const APPARMOR_PROFILES: &str = "/sys/kernel/security/apparmor/profiles";
 
 /// Whether this caller can use a user namespace, and if not, why and what
@@ -138,6 +139,20 @@ impl Userns {
     }
 }
 
+/// The running kernel and the form of each engine step it gets: the new
+/// mount API and `openat2`, or their older forms.
+pub fn kernel_facilities() -> String {
+    let release = read_setting("/proc/sys/kernel/osrelease").unwrap_or_else(|| "(unknown)".into());
+    format!("Linux {release}: {}", distrorun_engine::mount::facilities())
+}
+
+/// True when this process is in a user namespace other than the host's: a
+/// container's, whose own limits then apply.
+fn in_container_userns() -> bool {
+    read_setting("/proc/self/uid_map")
+        .is_some_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+}
+
 fn read_setting(path: &str) -> Option<String> {
     std::fs::read_to_string(path).ok().map(|s| s.trim().to_owned())
 }
@@ -179,10 +194,22 @@ fn explain(restricted: bool) -> (String, String) {
             )
         };
     }
+    if read_setting(RHEL7_SWITCH).as_deref() == Some("N") {
+        return (
+            "user namespaces are disabled by the kernel parameter user_namespace.enable=N (RHEL 7)".into(),
+            "as root: grubby --args=user_namespace.enable=1 --update-kernel=ALL, and reboot".into(),
+        );
+    }
     if seccomp_filtered() {
         return (
             "a seccomp filter on this process forbids creating user namespaces (Seccomp: 2 in /proc/self/status), as container runtimes install".into(),
             "allow unshare and clone with CLONE_NEWUSER in the container's seccomp profile, or use the setuid helper".into(),
+        );
+    }
+    if in_container_userns() {
+        return (
+            "this process runs in a container's user namespace, and the container's limits forbid another inside it (its own user.max_user_namespaces, or the nesting depth of 32)".into(),
+            "allow nested user namespaces in the container (raise user.max_user_namespaces inside it, or start it with a runtime option that permits them), or use the setuid helper".into(),
         );
     }
     (

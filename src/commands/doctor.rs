@@ -103,6 +103,7 @@ fn check_machine(r: &mut Report, caller: &Caller, facts: &Facts) {
             }
         }
     }
+    r.line(Level::Ok, &format!("kernel {}", crate::machine::kernel_facilities()), None);
     let needed = userns.forbidden.is_some() && !caller.uid.is_root();
     check_helper(r, &facts.helper, &paths::helper_path(), needed);
 }

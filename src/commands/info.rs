@@ -55,6 +55,8 @@ struct Info {
     why_not: Option<String>,
     backend: Option<&'static str>,
     backend_why: String,
+    /// The running kernel and the form of each engine step it gets.
+    kernel: String,
     /// For a distro made from a registry image: its reference and digest.
     image: Option<crate::registry::Origin>,
     /// The config's `devices`.
@@ -114,6 +116,7 @@ pub fn info(name: &str, json: bool) -> Result<(), Error> {
         why_not,
         backend: prediction.backend,
         backend_why: prediction.why,
+        kernel: crate::machine::kernel_facilities(),
         image: crate::registry::origin_of(&found),
         devices: d.devices.clone(),
         device_files: device_files(&d.devices),
@@ -179,6 +182,7 @@ fn info_text(i: &Info) -> String {
     for f in &i.device_files {
         let _ = writeln!(s, "  {f}");
     }
+    let _ = writeln!(s, "kernel:       {}", i.kernel);
     s
 }
 

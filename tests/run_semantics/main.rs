@@ -378,6 +378,9 @@ per_backend! {
         assert!(has(&format!("distrorun: root {GUEST} (")), "{err}");
         assert!(has("distrorun: mount /tmp on "), "{err}");
         assert!(has("distrorun: exec "), "{err}");
+        // The form of the mount steps this kernel, or the filter, calls for.
+        let form = if old_kernel_requested() { "mounts with mount(2)" } else { "mounts with open_tree" };
+        assert!(has(&format!("distrorun: kernel: {form}")), "{err}");
     }
 
     fn dry_run_prints_the_plan_and_runs_nothing(b) {

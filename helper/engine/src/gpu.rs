@@ -333,12 +333,21 @@ pub struct Staged {
     ramfs: OwnedFd,
 }
 
+/// Devices are shown through detached trees (`open_tree`, `move_mount`,
+/// `mount_setattr`), which need Linux 5.12; an older kernel is told so
+/// before anything is mounted.
 pub fn stage(plan: &Plan, under: &OwnedFd) -> Result<Staged, Error> {
+    if !mount::new_mount_api() {
+        return Err(Error::msg(format!(
+            "cannot bring devices into distro {}: that needs Linux 5.12 or later (open_tree, move_mount, mount_setattr)",
+            plan.distro
+        )));
+    }
     let ramfs = (|| -> Result<OwnedFd, Errno> {
         let fs = sys::fsopen(c"ramfs")?;
         sys::fsconfig_create(fs.as_fd())?;
         let ramfs = sys::fsmount(fs.as_fd(), sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV)?;
-        mount::attach(&ramfs, under)?;
+        attach(&ramfs, under)?;
         Ok(ramfs)
     })()
     .map_err(|e| {
@@ -402,9 +411,9 @@ pub fn install(
         .map_err(|e| fail(&format!("copy the private {}", at.display()), e))?;
         // On the detached copy: the ramfs itself lies beneath the new
         // root, and a recursive change on it would reach every mount.
-        mount::set_attrs(&copy, READ_ONLY).map_err(|e| fail("make the device files read-only", e))?;
+        mount::set_attrs_fd(&copy, READ_ONLY).map_err(|e| fail("make the device files read-only", e))?;
         let target = mount::open_target(root, at).map_err(|e| fail(&format!("open {}", at.display()), e))?;
-        mount::attach(&copy, &target).map_err(|e| fail(&format!("mount the private {}", at.display()), e))?;
+        attach(&copy, target.fd()).map_err(|e| fail(&format!("mount the private {}", at.display()), e))?;
         log.step(format_args!(
             "devices: {}: the distro's entries and the device files ({READ_ONLY})",
             at.display()
@@ -416,14 +425,14 @@ pub fn install(
     let copy =
         sys::open_tree_at(ramfs.as_fd(), c"ld.so.cache", sys::OPEN_TREE_CLONE | sys::OPEN_TREE_CLOEXEC)
             .map_err(|e| fail("copy the private ld.so.cache", e))?;
-    mount::set_attrs(&copy, READ_ONLY).map_err(|e| fail("make the private ld.so.cache read-only", e))?;
+    mount::set_attrs_fd(&copy, READ_ONLY).map_err(|e| fail("make the private ld.so.cache read-only", e))?;
     let target = mount::open_target(root, Path::new(LD_CACHE)).map_err(|e| {
         Error::sys(
             format!("open {} of distro {}", plan.host_target(Path::new(LD_CACHE)).display(), plan.distro),
             e,
         )
     })?;
-    mount::attach(&copy, &target).map_err(|e| fail("mount the private ld.so.cache", e))?;
+    attach(&copy, target.fd()).map_err(|e| fail("mount the private ld.so.cache", e))?;
     log.step(format_args!("devices: {LD_CACHE} from a private ramfs (read-only)"));
     Ok(())
 }
@@ -537,11 +546,16 @@ fn mirror(root: &OwnedFd, dir: &Path, merged: &OwnedFd, taken: &[OsString]) -> R
                     sys::OPEN_TREE_CLONE | sys::OPEN_TREE_CLOEXEC | sys::AT_RECURSIVE,
                 )?;
                 let point = make_point(merged, &name, kind == SFlag::S_IFDIR)?;
-                mount::attach(&copy, &point)?;
+                attach(&copy, &point)?;
             }
         }
     }
     Ok(())
+}
+
+/// Moves the detached tree `tree` onto `target`.
+fn attach(tree: &OwnedFd, target: &OwnedFd) -> Result<(), Errno> {
+    sys::move_mount(tree.as_fd(), target.as_fd())
 }
 
 /// An empty directory or file in `dir` to mount on, opened `O_PATH`.
@@ -588,7 +602,7 @@ fn place(merged: &OwnedFd, rel: &Path, item: &Item) -> Result<(), Errno> {
         Item::Bind(source) => {
             let copy = sys::open_tree(source.as_fd(), sys::OPEN_TREE_CLONE | sys::OPEN_TREE_CLOEXEC)?;
             let point = make_point(&dir, &leaf, false)?;
-            mount::attach(&copy, &point)
+            attach(&copy, &point)
         }
         Item::Link(target) => symlinkat(OsStr::from_bytes(target.to_bytes()), dir.as_fd(), leaf.as_c_str()),
         Item::Contents(bytes) => write_file(&dir, &leaf, bytes),

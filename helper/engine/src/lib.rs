@@ -13,6 +13,7 @@ pub mod binfmt;
 pub mod error;
 pub mod exec;
 pub mod gpu;
+mod legacy;
 mod log;
 pub mod mount;
 pub mod rootfs;

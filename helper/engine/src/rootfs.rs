@@ -66,21 +66,24 @@ pub fn enter(
     devices: Option<&gpu::Prepared>,
     log: Log,
 ) -> Result<(), Error> {
+    // Everything after the root is attached goes through the new root's
+    // descriptor; the distro directory's is closed then, which keeps the
+    // run within the descriptors it always needed.
+    if log.verbose {
+        log.step(format_args!("kernel: {}", mount::facilities()));
+    }
     let (root, staged, staged_gpu) = privilege.mounting(|| {
         mount::make_rslave()?;
         let tree = clone_root(plan, &distro_dir)?;
         // Cloned first, so that the staged ramfs is not in the copy.
         let staged = identity.map(|prepared| userdb::stage(plan, &distro_dir, prepared)).transpose()?;
         let staged_gpu = devices.map(|_| gpu::stage(plan, &distro_dir)).transpose()?;
-        attach_root(plan, &distro_dir, &tree, log)?;
-        Ok((tree, staged, staged_gpu))
+        let root = attach_root(plan, distro_dir, tree, log)?;
+        Ok((root, staged, staged_gpu))
     })?;
-    // Everything below goes through the new root's descriptor; closing this
-    // one keeps the run within the descriptors it always needed.
-    drop(distro_dir);
     for spec in &plan.mounts {
         if let Some(source) = open_source(plan, spec, log)? {
-            privilege.mounting(|| bind_volume(plan, &root, spec, &source, log))?;
+            privilege.mounting(|| bind_volume(plan, &root, spec, source, log))?;
         }
     }
     if let (Some(staged), Some(prepared)) = (staged_gpu, devices) {
@@ -118,8 +121,10 @@ fn check_source(spec: &MountSpec, source: &OwnedFd) -> Result<(), Errno> {
             return Err(Errno::ENOTDIR);
         }
         // Without AT_EACCESS the kernel judges by the real ids, the caller's
-        // under every backend, and with no capability at all.
-        faccessat(source.as_fd(), "", AccessFlags::X_OK, AtFlags::AT_EMPTY_PATH)?;
+        // under every backend, and with no capability at all. "." rather
+        // than AT_EMPTY_PATH, which only faccessat2 (5.8) takes: looking
+        // up "." in the directory needs exactly the right to search it.
+        faccessat(source.as_fd(), ".", AccessFlags::X_OK, AtFlags::empty())?;
     }
     if not_kernel_fs && mount::kernel_filesystem(source)?.is_some() {
         return Err(Errno::EXDEV);
@@ -127,21 +132,22 @@ fn check_source(spec: &MountSpec, source: &OwnedFd) -> Result<(), Errno> {
     Ok(())
 }
 
-/// A detached recursive copy of the distro directory, with the plan's
-/// attributes.
-fn clone_root(plan: &Plan, distro_dir: &OwnedFd) -> Result<OwnedFd, Error> {
-    let tree = mount::clone_tree(distro_dir).map_err(|e| root_error(plan, e))?;
-    mount::set_attrs(&tree, plan.root_attrs).map_err(|e| root_error(plan, e))?;
+/// A recursive copy of the distro directory, with the plan's attributes.
+fn clone_root(plan: &Plan, distro_dir: &OwnedFd) -> Result<mount::Tree, Error> {
+    let mut tree = mount::clone_tree(distro_dir).map_err(|e| root_error(plan, e))?;
+    mount::set_attrs(&mut tree, plan.root_attrs).map_err(|e| root_error(plan, e))?;
     Ok(tree)
 }
 
 /// Attaches the copy on top of the distro directory (and of whatever was
-/// staged on it). The descriptor from `open_tree` then names the root of the
-/// attached tree, so every later lookup below it sees the mounts made on it.
-fn attach_root(plan: &Plan, distro_dir: &OwnedFd, tree: &OwnedFd, log: Log) -> Result<(), Error> {
-    mount::attach(tree, distro_dir).map_err(|e| root_error(plan, e))?;
+/// staged on it), and returns the descriptor that names the root of the
+/// attached tree, so that every later lookup below it sees the mounts made
+/// on it.
+fn attach_root(plan: &Plan, distro_dir: OwnedFd, tree: mount::Tree, log: Log) -> Result<OwnedFd, Error> {
+    let target = mount::Target::dir(distro_dir).map_err(|e| root_error(plan, e))?;
+    let root = mount::attach(tree, target).map_err(|e| root_error(plan, e))?;
     log.step(format_args!("root {} ({})", plan.root.display(), plan.root_attrs));
-    Ok(())
+    Ok(root)
 }
 
 fn root_error(plan: &Plan, e: Errno) -> Error {
@@ -152,15 +158,15 @@ fn bind_volume(
     plan: &Plan,
     root: &OwnedFd,
     spec: &MountSpec,
-    source: &OwnedFd,
+    source: OwnedFd,
     log: Log,
 ) -> Result<(), Error> {
     let (src, dst) = (spec.src.display(), spec.dst.display());
-    let tree = mount::clone_tree(source).map_err(|e| source_error(plan, spec, e))?;
-    mount::set_attrs(&tree, spec.attrs)
+    let mut tree = mount::clone_owned(source).map_err(|e| source_error(plan, spec, e))?;
+    mount::set_attrs(&mut tree, spec.attrs)
         .map_err(|e| Error::sys(format!("set {} on the copy of {src}", spec.attrs), e))?;
     let target = mount::open_target(root, &spec.dst).map_err(|e| target_error(plan, spec, e))?;
-    mount::attach(&tree, &target).map_err(|e| {
+    mount::attach(tree, target).map_err(|e| {
         let err = Error::sys(format!("mount {src} on {dst} in distro {}", plan.distro), e);
         if e == Errno::ENOTDIR {
             err.with_hint("a directory can only be mounted on a directory, and a file on a file")

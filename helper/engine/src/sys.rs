@@ -80,6 +80,43 @@ pub fn mount_setattr_recursive(fd: BorrowedFd, attr_set: u64) -> Result<(), Errn
     Ok(())
 }
 
+/// Whether the kernel has `mount_setattr` (Linux 5.12): asked with a
+/// descriptor that cannot be valid, so the call fails either way, with
+/// `ENOSYS` only where it does not exist.
+pub fn mount_setattr_exists() -> bool {
+    // SAFETY: a null attribute pointer with size 0 is never dereferenced;
+    // the kernel rejects the call before looking at anything but its
+    // arguments.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            -1,
+            std::ptr::null::<libc::c_char>(),
+            0,
+            std::ptr::null::<MountAttr>(),
+            0,
+        )
+    };
+    !(ret < 0 && Errno::last() == Errno::ENOSYS)
+}
+
+/// Whether the kernel has `openat2` (Linux 5.6), asked with a descriptor
+/// that cannot be valid, for reports; lookups find out by their first call.
+pub fn openat2_exists() -> bool {
+    // SAFETY: with a size of 0 the kernel reads nothing through the null
+    // pointers; the call fails either way.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            -1,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    !(ret < 0 && Errno::last() == Errno::ENOSYS)
+}
+
 /// `move_mount(from, "", to, "", F_EMPTY_PATH | T_EMPTY_PATH)`: attaches the
 /// detached tree `from` on the object `to` refers to. Both ends are
 /// descriptors, so no path is looked up again between check and use.
@@ -591,17 +628,27 @@ impl Drop for Waiting {
 
 /// A descriptor that names process `pid` for as long as it is held, so that
 /// what is learned about it cannot silently come from a later process that
-/// reused the number.
+/// reused the number: a pidfd, or before Linux 5.3 (`ENOSYS`) the process's
+/// /proc directory, which a later process with the same number never
+/// answers through.
 pub fn pidfd_open(pid: i32) -> Result<OwnedFd, Errno> {
     // SAFETY: pidfd_open takes a number and flags and returns a new
     // descriptor or -1; no memory is passed.
-    let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    let fd = match check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) }) {
+        Err(Errno::ENOSYS) => {
+            let flags =
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
+            return nix::fcntl::open(format!("/proc/{pid}").as_str(), flags, nix::sys::stat::Mode::empty());
+        }
+        other => other?,
+    };
     let fd = RawFd::try_from(fd).map_err(|_| Errno::EBADF)?;
     // SAFETY: the kernel just returned this descriptor, and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Whether the process a pidfd names is still alive (signal 0 sends nothing).
+/// Whether the process a [`pidfd_open`] descriptor names is still alive
+/// (signal 0 sends nothing; a /proc directory answers only while it lives).
 pub fn pidfd_alive(pidfd: BorrowedFd) -> bool {
     // SAFETY: signal 0 with no siginfo only checks that the process exists
     // and may be signalled; the descriptor is borrowed, so it stays open.
@@ -614,7 +661,16 @@ pub fn pidfd_alive(pidfd: BorrowedFd) -> bool {
             0,
         )
     };
-    ret == 0
+    match check(ret) {
+        Ok(_) => true,
+        // Linux before 5.1, or the /proc directory from before 5.3.
+        Err(Errno::ENOSYS | Errno::EBADF) => {
+            let flags = nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC;
+            nix::fcntl::openat(pidfd, "stat", flags, nix::sys::stat::Mode::empty())
+                .is_ok_and(|f| nix::unistd::read(&f, &mut [0u8; 1]).is_ok_and(|n| n == 1))
+        }
+        Err(_) => false,
+    }
 }
 
 /// Starts a process that outlives this one and is not its child: a child
@@ -639,14 +695,7 @@ pub fn spawn_detached(work: impl FnOnce(OwnedFd)) -> Result<OwnedFd, Errno> {
             });
             if let Ok(ForkResult::Child) = forked {
                 let kept = write_end.as_raw_fd();
-                // SAFETY: close_range only closes descriptors; the ranges
-                // leave out 0-2 and the pipe that `work` is handed.
-                unsafe {
-                    if kept > 3 {
-                        libc::syscall(libc::SYS_close_range, 3, kept - 1, 0);
-                    }
-                    libc::syscall(libc::SYS_close_range, kept + 1, u32::MAX, 0);
-                }
+                close_all_but(kept);
                 let quiet =
                     nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDWR, nix::sys::stat::Mode::empty());
                 if let Ok(null) = quiet {
@@ -669,5 +718,31 @@ pub fn spawn_detached(work: impl FnOnce(OwnedFd)) -> Result<OwnedFd, Errno> {
             while let Err(Errno::EINTR) = waitpid(child, None) {}
             Ok(read_end)
         }
+    }
+}
+
+/// Closes every descriptor above 2 but `kept`, in a forked child: with
+/// `close_range` (5.9), or on older kernels one by one as /proc/self/fd
+/// lists them.
+fn close_all_but(kept: RawFd) {
+    // SAFETY: close_range only closes descriptors; the ranges leave out 0-2
+    // and `kept`.
+    let ranged = unsafe {
+        (kept <= 3 || libc::syscall(libc::SYS_close_range, 3, kept - 1, 0) == 0)
+            && libc::syscall(libc::SYS_close_range, kept + 1, u32::MAX, 0) == 0
+    };
+    if ranged {
+        return;
+    }
+    let Ok(listed) = std::fs::read_dir("/proc/self/fd") else { return };
+    let open: Vec<RawFd> = listed
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2 && fd != kept)
+        .collect();
+    for fd in open {
+        // SAFETY: closing a descriptor this process owns; the one that
+        // listed the directory is already closed, and a number no longer
+        // open only yields EBADF.
+        unsafe { libc::close(fd) };
     }
 }

@@ -8,9 +8,9 @@
 //!
 //! [`stage`] and [`install`] run with the right to mount, in the private
 //! mount namespace: the merged files go into a ramfs made with
-//! `fsopen`/`fsmount`, which only this namespace ever holds, beneath the
-//! new root and hidden by it, so the host never sees it and no other user
-//! can reach it; each file is bound, read-only, over its place in the new
+//! `fsopen`/`fsmount` (`mount(2)` on older kernels), which only this
+//! namespace ever holds, beneath the new root and hidden by it, so the host
+//! never sees it and no other user can reach it; each file is bound, read-only, over its place in the new
 //! root. Nothing is ever written into the distro tree.
 
 use std::ffi::{CStr, CString};
@@ -25,11 +25,11 @@ use distrorun_config::userdb::{self, GroupEntry, Limits, Merged, PasswdEntry};
 use distrorun_config::{errno_of, nss};
 use distrorun_config::{Attrs, Plan, UserDb};
 use nix::errno::Errno;
-use nix::fcntl::{openat, openat2, OFlag, OpenHow, ResolveFlag, AT_FDCWD};
+use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::unistd::{Gid, Uid};
 
-use crate::{mount, sys, Error, Log};
+use crate::{mount, Error, Log};
 
 /// The largest identity file read; a bigger one is not a passwd file.
 const MAX_FILE: u64 = 16 << 20;
@@ -176,14 +176,8 @@ fn read_distro_file(
     lookup: &Lookup,
 ) -> Result<Option<Vec<u8>>, Error> {
     let host = plan.host_target(Path::new(file));
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK)
-        .resolve(
-            ResolveFlag::RESOLVE_IN_ROOT
-                | ResolveFlag::RESOLVE_NO_SYMLINKS
-                | ResolveFlag::RESOLVE_NO_MAGICLINKS,
-        );
-    let fd = match openat2(distro_dir.as_fd(), file.trim_start_matches('/'), how) {
+    let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK;
+    let fd = match mount::open_beneath(distro_dir, Path::new(file), flags) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Ok(None),
         Err(Errno::ELOOP | Errno::EXDEV) => {
@@ -208,10 +202,7 @@ fn set_distro_hint(plan: &Plan) -> String {
 
 /// Reads a host file; None when it does not exist.
 fn read_host_file(path: &Path, lookup: &Lookup) -> Result<Option<Vec<u8>>, Error> {
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
-        .resolve(ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    match openat2(AT_FDCWD, path, how) {
+    match mount::open_host(path, OFlag::O_RDONLY | OFlag::O_NONBLOCK) {
         Ok(fd) => read_checked(fd, path, lookup).map(Some),
         Err(Errno::ENOENT) => Ok(None),
         Err(e) => Err(Error::sys(format!("open {} on the host", path.display()), e)),
@@ -246,10 +237,12 @@ fn read_checked(fd: OwnedFd, shown: &Path, lookup: &Lookup) -> Result<Vec<u8>, E
 const READ_ONLY: Attrs = Attrs { read_only: true, nosuid: true, nodev: true, noexec: true };
 
 /// The merged files in a ramfs of their own, attached beneath where the new
-/// root goes; made by [`stage`], bound by [`install`].
+/// root goes; made by [`stage`], bound by [`install`]. On kernels without
+/// the new mount API the ramfs is made by [`install`] itself.
 #[derive(Debug)]
 pub struct Staged {
-    ramfs: OwnedFd,
+    ramfs: Option<OwnedFd>,
+    files: Vec<(&'static str, Vec<u8>)>,
 }
 
 /// Writes the prepared files into a new ramfs and attaches it on `under`,
@@ -264,38 +257,48 @@ pub struct Staged {
 /// when the other CPUs are busy. Files are also cloned from an attached
 /// mount on every kernel, where kernels before 6.15 refuse a detached one.
 pub fn stage(plan: &Plan, under: &OwnedFd, prepared: &Prepared) -> Result<Staged, Error> {
-    let ramfs = (|| -> Result<OwnedFd, Errno> {
-        let ramfs = {
-            // ramfs, not tmpfs: two small files that never change need no
-            // size accounting, swap or per-CPU counters, which a tmpfs
-            // sets up and tears down with every mount (10–40 µs a launch).
-            let fs = sys::fsopen(c"ramfs")?;
-            sys::fsconfig_create(fs.as_fd())?;
-            sys::fsmount(fs.as_fd(), sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC)?
-        };
-        for (inside, contents) in prepared.files() {
-            write_file(&ramfs, &file_name(inside)?, contents)?;
+    let files: Vec<_> =
+        prepared.files().iter().map(|(inside, contents)| (*inside, contents.to_vec())).collect();
+    if !mount::new_mount_api() {
+        // Older kernels copy trees when they are attached, which would put
+        // a ramfs staged here into the new root; install makes it instead.
+        return Ok(Staged { ramfs: None, files });
+    }
+    let ramfs = make_ramfs(Some(under), &files)
+        .map_err(|e| identity_error(plan, "provide /etc/passwd and /etc/group", e))?;
+    Ok(Staged { ramfs: Some(ramfs), files: Vec::new() })
+}
+
+fn make_ramfs(under: Option<&OwnedFd>, files: &[(&'static str, Vec<u8>)]) -> Result<OwnedFd, Errno> {
+    // ramfs, not tmpfs: two small files that never change need no size
+    // accounting, swap or per-CPU counters, which a tmpfs sets up and tears
+    // down with every mount (10–40 µs a launch). Read-only once written,
+    // so that each bind cloned from it is too, with no attribute call of
+    // its own.
+    let fill = |ramfs: &OwnedFd| {
+        for (inside, contents) in files {
+            write_file(ramfs, &file_name(inside)?, contents)?;
         }
-        // Read-only once written, so that each bind cloned from it is too,
-        // with no attribute call of its own.
-        mount::set_attrs(&ramfs, READ_ONLY)?;
-        mount::attach(&ramfs, under)?;
-        Ok(ramfs)
-    })()
-    .map_err(|e| identity_error(plan, "provide /etc/passwd and /etc/group", e))?;
-    // The descriptor from fsmount now names the attached ramfs.
-    Ok(Staged { ramfs })
+        Ok(())
+    };
+    mount::ramfs(under, fill, READ_ONLY)
 }
 
 /// Binds the staged files, read-only, over `/etc/passwd` and `/etc/group`
 /// in the new root, after the volumes so that the files they cover are the
 /// distro's. Needs the right to mount; `root` names the attached new root.
 pub fn install(plan: &Plan, root: &OwnedFd, staged: &Staged, log: Log) -> Result<(), Error> {
+    let made;
+    let ramfs = if let Some(ramfs) = &staged.ramfs {
+        ramfs
+    } else {
+        made = make_ramfs(None, &staged.files)
+            .map_err(|e| identity_error(plan, "provide /etc/passwd and /etc/group", e))?;
+        &made
+    };
     for inside in IDENTITY_FILES {
         let copy = file_name(inside)
-            .and_then(|name| {
-                sys::open_tree_at(staged.ramfs.as_fd(), &name, sys::OPEN_TREE_CLONE | sys::OPEN_TREE_CLOEXEC)
-            })
+            .and_then(|name| mount::clone_entry(ramfs, &name))
             .map_err(|e| identity_error(plan, &format!("bind the merged {inside}"), e))?;
         let target = mount::open_target(root, Path::new(inside)).map_err(|e| {
             Error::sys(
@@ -303,7 +306,7 @@ pub fn install(plan: &Plan, root: &OwnedFd, staged: &Staged, log: Log) -> Result
                 e,
             )
         })?;
-        mount::attach(&copy, &target)
+        mount::attach(copy, target)
             .map_err(|e| identity_error(plan, &format!("mount the merged {inside}"), e))?;
     }
     log.step(format_args!(

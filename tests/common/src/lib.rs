@@ -12,7 +12,7 @@ mod support;
 pub use envfd::{with_env_fd_on_stdin, with_env_on_stdin, EnvFd};
 pub use files::{ron_config, GuestCopy, Remove, TempDir, TestDistro, UserDistro};
 pub use mounts::{host_mounts_under, parse_mountinfo, path_is_under, MountInfo};
-pub use run::{finish, shell_quote, timed, Backend, Output, Run};
+pub use run::{finish, old_kernel_requested, shell_quote, timed, Backend, Output, Run, OLD_KERNEL};
 pub use setup::{guest_suite, require_setup};
 pub use support::compile_support;
 

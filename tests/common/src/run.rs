@@ -30,6 +30,21 @@ impl Backend {
     }
 }
 
+/// The kernel `DISTRORUN_TEST_KERNEL` may name: every run as a test user
+/// then happens under dropto's filter that answers ENOSYS for each system
+/// call newer than it, so that a suite runs on the older paths.
+pub const OLD_KERNEL: &str = "4.18";
+
+/// Whether this test process was asked to run every program as on
+/// [`OLD_KERNEL`]; any other value is a mistake in the test command.
+pub fn old_kernel_requested() -> bool {
+    match std::env::var("DISTRORUN_TEST_KERNEL") {
+        Err(_) => false,
+        Ok(v) if v == OLD_KERNEL => true,
+        Ok(v) => panic!("DISTRORUN_TEST_KERNEL={v}: the test harness can only simulate Linux {OLD_KERNEL}"),
+    }
+}
+
 /// One run of a binary. By default: BIN as USER via dropto, with a small
 /// deterministic environment, cwd "/", stdin empty, stdout and stderr captured.
 #[derive(Clone, Debug)]
@@ -37,6 +52,7 @@ pub struct Run {
     program: PathBuf,
     user: Option<String>,
     deny_userns: Option<String>,
+    old_kernel: bool,
     args: Vec<OsString>,
     env: BTreeMap<OsString, OsString>,
     cwd: PathBuf,
@@ -61,6 +77,7 @@ impl Run {
             program: PathBuf::from(BIN),
             user: user.map(str::to_owned),
             deny_userns: None,
+            old_kernel: old_kernel_requested(),
             args: args.iter().map(OsString::from).collect(),
             env,
             cwd: PathBuf::from("/"),
@@ -175,6 +192,9 @@ impl Run {
             if let Some(e) = &self.deny_userns {
                 argv.push(format!("--deny-userns={e}").into());
             }
+            if self.old_kernel {
+                argv.push(format!("--kernel={OLD_KERNEL}").into());
+            }
             argv.push(user.into());
             argv.push("--".into());
         }
@@ -198,6 +218,9 @@ impl Run {
         }
         if let Some(e) = &self.deny_userns {
             let _ = write!(s, " (user namespaces denied with {e})");
+        }
+        if self.old_kernel {
+            let _ = write!(s, " (calls newer than Linux {OLD_KERNEL} fail with ENOSYS)");
         }
         let _ = write!(s, " in {}: ", self.cwd.display());
         s.push_str(
