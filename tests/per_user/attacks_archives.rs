@@ -152,10 +152,15 @@ fn compression_bombs_are_stopped_by_the_size_limit() {
 }
 
 /// A million empty files, a few kilobytes of zstd: refused at the entry
-/// limit, with the option that raises it named.
+/// limit, with the option that raises it named. The data directory is a
+/// tmpfs of its own with inodes to spare past the limit: half a million
+/// files would use up those of a /tmp that is a tmpfs (409,600 in a
+/// systemd-nspawn container), and with them the room of every test
+/// running beside this one. Where the disk fills first is the next test's.
 #[test]
 fn a_million_tiny_entries_are_stopped_by_the_entry_limit() {
     let homes = Homes::new("entries");
+    let _own = OwnTmpfs::mount(homes.base.join("data"), 600_000, 512, homes.user);
     let evil = Evil::new();
     let tarball = evil.make(
         "million.tar.zst",
@@ -282,21 +287,22 @@ fn a_compressed_archive_never_fills_the_temporary_directory() {
     }
 }
 
-/// A tmpfs of few inodes mounted on a directory, unmounted on drop.
-struct SmallTmpfs {
+/// A tmpfs of `inodes` inodes and `mib` MiB mounted on a directory, owned
+/// by `owner`, unmounted on drop.
+struct OwnTmpfs {
     at: PathBuf,
 }
 
-impl SmallTmpfs {
-    fn mount(at: PathBuf, inodes: u64, owner: &str) -> SmallTmpfs {
+impl OwnTmpfs {
+    fn mount(at: PathBuf, inodes: u64, mib: u64, owner: &str) -> OwnTmpfs {
         let (uid, gid) = user_ids(owner);
-        let opts = format!("size=64m,nr_inodes={inodes},mode=0755,uid={uid},gid={gid}");
-        sh(&format!("mount -t tmpfs -o {opts} distrorun-test-small {}", at.display()));
-        SmallTmpfs { at }
+        let opts = format!("size={mib}m,nr_inodes={inodes},mode=0755,uid={uid},gid={gid}");
+        sh(&format!("mount -t tmpfs -o {opts} distrorun-test {}", at.display()));
+        OwnTmpfs { at }
     }
 }
 
-impl Drop for SmallTmpfs {
+impl Drop for OwnTmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.at).status();
     }
@@ -310,7 +316,7 @@ impl Drop for SmallTmpfs {
 fn a_file_system_with_few_inodes_does_not_hide_the_entry_limit() {
     let homes = Homes::new("inodes");
     let evil = Evil::new();
-    let _small = SmallTmpfs::mount(homes.base.join("data"), 2000, homes.user);
+    let _small = OwnTmpfs::mount(homes.base.join("data"), 2000, 64, homes.user);
     let many = |n: u32| {
         let file = format!("many{n}.tar");
         evil.make(
