@@ -17,7 +17,6 @@
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
-use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -34,6 +33,7 @@ use nix::sys::stat::{fstat, fstatat, mkdirat, Mode, SFlag};
 use nix::sys::uio::pread;
 use nix::unistd::symlinkat;
 
+use crate::userdb::write_file;
 use crate::{mount, sys, Error, Log};
 
 /// The largest distro `ld.so.cache` read.
@@ -607,14 +607,4 @@ fn place(merged: &OwnedFd, rel: &Path, item: &Item) -> Result<(), Errno> {
         Item::Link(target) => symlinkat(OsStr::from_bytes(target.to_bytes()), dir.as_fd(), leaf.as_c_str()),
         Item::Contents(bytes) => write_file(&dir, &leaf, bytes),
     }
-}
-
-fn write_file(dir: &OwnedFd, name: &std::ffi::CStr, contents: &[u8]) -> Result<(), Errno> {
-    let fd = openat(
-        dir.as_fd(),
-        name,
-        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
-        Mode::from_bits_truncate(0o644),
-    )?;
-    File::from(fd).write_all(contents).map_err(|e| errno_of(&e))
 }

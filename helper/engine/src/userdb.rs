@@ -331,7 +331,8 @@ fn identity_error(plan: &Plan, what: &str, e: Errno) -> Error {
     mount::error(format!("{what} for the identity files of distro {}", plan.distro), e)
 }
 
-fn write_file(dir: &OwnedFd, name: &CStr, contents: &[u8]) -> Result<(), Errno> {
+/// A new file `name` in `dir` (a private ramfs) holding `contents`.
+pub(crate) fn write_file(dir: &OwnedFd, name: &CStr, contents: &[u8]) -> Result<(), Errno> {
     let fd = openat(
         dir.as_fd(),
         name,
