@@ -26,6 +26,9 @@ pub trait ImageSource: Send + Sync {
     fn what(&self) -> &str;
     /// Each layer's blob size, where the image says it.
     fn sizes(&self) -> Vec<Option<u64>>;
+    /// Each layer's blob digest, which names the layer in a tree's layer
+    /// record.
+    fn digests(&self) -> Vec<String>;
     /// A stream of layer `n`'s blob.
     fn open_layer(&self, n: usize) -> Result<Box<dyn LayerStream>, Error>;
     /// What the summary line adds: where the layers came from.
@@ -71,6 +74,10 @@ impl ImageSource for oci::Image {
         self.layers.iter().map(oci::Layer::size).collect()
     }
 
+    fn digests(&self) -> Vec<String> {
+        self.layers.iter().map(|l| l.digest().to_owned()).collect()
+    }
+
     fn open_layer(&self, n: usize) -> Result<Box<dyn LayerStream>, Error> {
         Ok(Box::new(OciLayer { checked: self.layer(&self.layers[n])?, what: self.what.clone() }))
     }
@@ -108,6 +115,10 @@ impl ImageSource for registry::Remote {
 
     fn sizes(&self) -> Vec<Option<u64>> {
         self.layers.iter().map(|d| Some(d.size)).collect()
+    }
+
+    fn digests(&self) -> Vec<String> {
+        self.layers.iter().map(|d| d.digest.clone()).collect()
     }
 
     fn open_layer(&self, n: usize) -> Result<Box<dyn LayerStream>, Error> {
@@ -194,7 +205,8 @@ fn read_failed(source: &dyn ImageSource, n: usize) -> Error {
     Error::msg(format!("cannot read layer {} of {}", n + 1, source.what()))
 }
 
-/// Applies the image's layers in order. Each is read (and, from a
+/// Applies the image's layers in order, from layer `from` (counted from
+/// 0; the ones before are in the tree already). Each is read (and, from a
 /// registry, downloaded) on a thread of its own, decompressed on another,
 /// and unpacked here; the next layers are read meanwhile. A layer that
 /// fails its check fails the whole apply, with the check's message rather
@@ -203,17 +215,19 @@ pub fn apply(
     unpacker: &mut Unpacker,
     source: &Arc<dyn ImageSource>,
     bar: &mut ImageBar,
+    from: usize,
 ) -> Result<(), Error> {
     let count = source.sizes().len();
     let mut pending: VecDeque<Fetch> = VecDeque::new();
-    let mut started = 0;
-    for n in 0..count {
+    let mut started = from;
+    for n in from..count {
         while started < count && started < n + IN_FLIGHT {
             pending.push_back(start(source.clone(), started, bar.layers[started].0.clone()));
             started += 1;
         }
         let Some(Fetch { rx, handle }) = pending.pop_front() else { break };
         let what = format!("layer {} of {}", n + 1, source.what());
+        unpacker.begin_layer(n);
         // A fetch that ends without its end chunk has failed, and says so
         // when joined.
         let chunks = tarball::ReadAhead::receiving(rx);

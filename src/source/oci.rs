@@ -107,6 +107,10 @@ impl Layer {
     pub fn size(&self) -> Option<u64> {
         self.size
     }
+
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
 }
 
 /// An image, resolved down to its layers, ready to be read.

@@ -5,6 +5,7 @@
 //! remove of a name at a time, and a marker on every tree distrorun made.
 
 pub mod interrupt;
+pub mod layers;
 pub mod limits;
 pub mod marker;
 pub mod namelock;

@@ -136,6 +136,10 @@ fn empty(
 
 /// The entries of `dir` other than `.` and `..`, with whether each is a
 /// directory, read in one pass before anything is removed.
+pub fn entries(dir: &OwnedFd) -> Result<Vec<(Vec<u8>, bool)>, Errno> {
+    list(dir)
+}
+
 fn list(dir: &OwnedFd) -> Result<Vec<(Vec<u8>, bool)>, Errno> {
     let reopened =
         nix::fcntl::openat(dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
@@ -166,6 +170,9 @@ fn list(dir: &OwnedFd) -> Result<Vec<(Vec<u8>, bool)>, Errno> {
 
 /// Removes `parent/name` by descriptors, reporting what had to stay.
 pub fn remove_leftover(parent_fd: &OwnedFd, name: &Path, parent: &Path) -> Result<(), Error> {
+    // The tree's layer record goes first: one left without its tree would
+    // be reaped only with a later tree of the same inode.
+    super::layers::reap_of(parent_fd, parent, name)?;
     let mut walk = Walk::default();
     let mut path = name.as_os_str().as_bytes().to_vec();
     remove_dir(parent_fd, name.as_os_str(), &mut path, &mut walk).map_err(|e| {

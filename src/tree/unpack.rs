@@ -21,6 +21,7 @@ use nix::sys::stat::{fchmod, fstatat, futimens, mkdirat, utimensat, Mode, SFlag,
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, linkat, mkfifoat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 
+use super::layers::{self, DirMeta, Displace, Ledger, Stash};
 use super::limits::{self, human_bytes, Budget, Limits, Room};
 use super::sparse::{HoleWriter, PaxSparse};
 use super::tar_guard::{self, TarGuard};
@@ -42,6 +43,9 @@ pub struct Stats {
     /// Privileged extended attributes not applied as root (see
     /// [`XattrPolicy`]).
     pub dropped_xattrs: u64,
+    /// Layers taken from the old tree by `--update`, and their entries.
+    pub reused_layers: u64,
+    pub reused_entries: u64,
 }
 
 /// How to treat OCI whiteouts (`.wh.NAME`, `.wh..wh..opq`).
@@ -67,8 +71,20 @@ pub struct Unpacker {
     /// refusal when it runs out.
     room: Option<Room>,
     xattr_policy: XattrPolicy,
+    /// The layer record, for an image's layers.
+    track: Option<Track>,
     pub stats: Stats,
 }
+
+/// The layer record being kept, and the layer being unpacked (from 1).
+struct Track {
+    ledger: Ledger,
+    stash: Stash,
+    layer: u16,
+}
+
+/// Why the old tree could not be built on.
+pub struct Mismatch(pub String);
 
 /// Progress reports: bytes of archive members written so far.
 pub trait Progress {
@@ -89,8 +105,161 @@ impl Unpacker {
             layer_paths: std::collections::HashSet::new(),
             budget: Budget::new(limits),
             xattr_policy,
+            track: None,
             stats: Stats::default(),
         }
+    }
+
+    /// Keeps a layer record of what each layer writes, moving what a layer
+    /// replaces of an earlier one's into `stash`.
+    pub fn track(&mut self, ledger: Ledger, stash: OwnedFd) {
+        self.track = Some(Track { ledger, stash: Stash::new(stash), layer: 0 });
+    }
+
+    /// The next archive is layer `n` (from 0) of the image.
+    pub fn begin_layer(&mut self, n: usize) {
+        if let Some(t) = &mut self.track {
+            t.layer = u16::try_from(n + 1).unwrap_or(u16::MAX);
+        }
+    }
+
+    /// The layer record, its files' identities filled in, and the stash.
+    pub fn sealed_ledger(&mut self) -> Option<Result<Ledger, String>> {
+        let mut t = self.track.take()?;
+        Some(t.ledger.seal(&self.root, t.stash.fd()).map(|()| t.ledger))
+    }
+
+    /// Everything written so far undone, the layer record included, for
+    /// a fresh start.
+    pub fn restart(&mut self) -> Result<(), Error> {
+        remove::empty_dir(&self.root, &|_| false).map_err(|e| Error::sys("empty the new tree", e))?;
+        if let Some(t) = &mut self.track {
+            remove::empty_dir(t.stash.fd(), &|_| false)
+                .map_err(|e| Error::sys("empty the new tree's stash", e))?;
+            t.ledger = Ledger::new(
+                t.ledger.tree,
+                std::mem::take(&mut t.ledger.layers),
+                std::mem::take(&mut t.ledger.policy),
+                1,
+            );
+            t.stash = Stash::new(
+                nix::unistd::dup(t.stash.fd()).map_err(|e| Error::sys("duplicate a descriptor", e))?,
+            );
+        }
+        self.parent = None;
+        self.dir_times.clear();
+        self.stats = Stats::default();
+        self.budget = Budget::new(self.budget.limits);
+        Ok(())
+    }
+
+    /// Builds the first `layers` layers' entries from the old tree: its
+    /// directories made anew from the record, its files hard-linked, each
+    /// checked to be still the file the unpack left. The new record takes
+    /// them over. Nothing is fetched or decompressed.
+    pub fn reuse(&mut self, old: &layers::Old, layers: u16) -> Result<(), Mismatch> {
+        let plan = old
+            .ledger
+            .prefix(layers)
+            .map_err(|why| Mismatch(format!("its layer record is of no use: {why}")))?;
+        let Some(track) = &mut self.track else { return Err(Mismatch("no layer record is kept".into())) };
+        track.ledger.since = layers;
+        let mut from = layers::Parents::default();
+        let mut to = layers::Parents::default();
+        let sys = |what: &str, path: &[u8], e: Errno| {
+            Mismatch(format!("cannot {what} {} ({})", shown(path), e.desc()))
+        };
+        for r in &plan {
+            let (parent, name) = layers::split_last(&r.path);
+            let name = OsStr::from_bytes(name);
+            match &r.kind {
+                layers::Kind::Dir(meta) => {
+                    let dir = if r.path.is_empty() {
+                        nix::unistd::dup(&self.root).map_err(|e| sys("reopen", b"/", e))?
+                    } else {
+                        let at =
+                            to.open(&self.root, &self.root, 0, parent).map_err(|e| sys("open", parent, e))?;
+                        mkdirat(at, name, Mode::S_IRWXU).map_err(|e| sys("create", &r.path, e))?;
+                        openat(
+                            at,
+                            name,
+                            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                            Mode::empty(),
+                        )
+                        .map_err(|e| sys("open", &r.path, e))?
+                    };
+                    restore_dir(&dir, meta)
+                        .map_err(|e| sys("set the owner, mode and attributes of", &r.path, e))?;
+                    if let Some(t) = meta.mtime {
+                        self.dir_times.push((r.path.clone(), t));
+                    }
+                    track.ledger.wrote_dir(&r.path, r.written, meta.clone());
+                }
+                layers::Kind::Other(None) => {
+                    return Err(Mismatch(format!("its layer record lacks {}", shown(&r.path))))
+                }
+                layers::Kind::Other(Some(id)) => {
+                    let src = from
+                        .open(&old.tree, &old.stash, r.displaced, parent)
+                        .map_err(|e| Mismatch(layers::missing(r.displaced, &r.path, e)))?;
+                    let st = fstatat(src, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+                        .map_err(|e| Mismatch(layers::missing(r.displaced, &r.path, e)))?;
+                    if layers::Identity::of(&st) != *id {
+                        return Err(Mismatch(format!(
+                            "{} was changed since it was unpacked",
+                            shown(&r.path)
+                        )));
+                    }
+                    let at =
+                        to.open(&self.root, &self.root, 0, parent).map_err(|e| sys("open", parent, e))?;
+                    linkat(src, name, at, name, AtFlags::empty()).map_err(|e| sys("link", &r.path, e))?;
+                    // Linked by name: the name must still have led to the file checked.
+                    let linked = fstatat(at, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+                        .map_err(|e| sys("find", &r.path, e))?;
+                    if linked.st_ino != id.ino() {
+                        return Err(Mismatch(format!("{} was replaced while it was linked", shown(&r.path))));
+                    }
+                    track.ledger.wrote_other(&r.path, r.written);
+                }
+            }
+        }
+        self.stats.entries += plan.len() as u64;
+        self.stats.reused_entries += plan.len() as u64;
+        self.stats.reused_layers += u64::from(layers);
+        Ok(())
+    }
+
+    /// The entry `name` in `parent` (the member `path`) is about to be
+    /// replaced or whited out: an earlier layer's goes to the stash, the
+    /// rest is deleted.
+    fn displace(&mut self, parent: &OwnedFd, name: &OsStr, path: &[u8]) -> Result<(), Errno> {
+        if let Some(t) = &mut self.track {
+            if t.ledger.displace(path, t.layer) == Displace::Stash {
+                return t.stash.put(parent, name, t.layer, path);
+            }
+        }
+        remove_at(parent, name)
+    }
+
+    fn record_other(&mut self, path: &[u8]) {
+        if let Some(t) = &mut self.track {
+            t.ledger.wrote_other(path, t.layer);
+        }
+    }
+
+    fn record_dir(
+        &mut self,
+        path: &[u8],
+        dir: &OwnedFd,
+        mtime: Option<i64>,
+        xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), Errno> {
+        if let Some(t) = &mut self.track {
+            let st = nix::sys::stat::fstat(dir)?;
+            let meta = DirMeta { mode: st.st_mode & 0o7777, uid: st.st_uid, gid: st.st_gid, mtime, xattrs };
+            t.ledger.wrote_dir(path, t.layer, meta);
+        }
+        Ok(())
     }
 
     /// Unpacks one tar stream. `what` names it in errors. Fails on the
@@ -274,7 +443,7 @@ impl Unpacker {
             Ok(()) => {}
             Err(Errno::EEXIST) if is_dir_at(at.parent, at.name) => {}
             Err(Errno::EEXIST) => {
-                remove_at(at.parent, at.name).map_err(|e| at.fail("replace", e))?;
+                self.displace(at.parent, at.name, at.path).map_err(|e| at.fail("replace", e))?;
                 mkdirat(at.parent, at.name, Mode::S_IRWXU).map_err(|e| at.fail("create the directory", e))?;
             }
             Err(e) => return Err(at.fail("create the directory", e)),
@@ -307,7 +476,7 @@ impl Unpacker {
         let perms = Mode::from_bits_truncate(meta.mode & 0o777);
         let fd = match openat(at.parent, at.name, flags, perms) {
             Err(Errno::EEXIST) => {
-                remove_at(at.parent, at.name).map_err(|e| at.fail("replace", e))?;
+                self.displace(at.parent, at.name, at.path).map_err(|e| at.fail("replace", e))?;
                 openat(at.parent, at.name, flags, perms)
             }
             other => other,
@@ -344,7 +513,9 @@ impl Unpacker {
         self.owner_mode(file.as_fd(), meta, true).map_err(|e| at.fail("set the owner and mode of", e))?;
         self.xattrs(&file, entry);
         let t = TimeSpec::new(meta.mtime, 0);
-        futimens(&file, &t, &t).map_err(|e| at.fail("set the times of", e))
+        futimens(&file, &t, &t).map_err(|e| at.fail("set the times of", e))?;
+        self.record_other(at.path);
+        Ok(())
     }
 
     fn write_symlink<R: Read>(&mut self, at: &At, meta: &Meta, entry: &tar::Entry<R>) -> Result<(), Error> {
@@ -355,7 +526,7 @@ impl Unpacker {
         let target = OsStr::from_bytes(&target);
         match symlinkat(target, at.parent, at.name) {
             Err(Errno::EEXIST) => {
-                remove_at(at.parent, at.name).map_err(|e| at.fail("replace", e))?;
+                self.displace(at.parent, at.name, at.path).map_err(|e| at.fail("replace", e))?;
                 symlinkat(target, at.parent, at.name)
             }
             other => other,
@@ -368,7 +539,9 @@ impl Unpacker {
         }
         let t = TimeSpec::new(meta.mtime, 0);
         utimensat(at.parent, at.name, &t, &t, UtimensatFlags::NoFollowSymlink)
-            .map_err(|e| at.fail("set the times of", e))
+            .map_err(|e| at.fail("set the times of", e))?;
+        self.record_other(at.path);
+        Ok(())
     }
 
     /// A hard link's target is resolved inside the tree like any member, and
@@ -401,19 +574,21 @@ impl Unpacker {
         let tname = OsStr::from_bytes(tname);
         match linkat(&tparent, tname, at.parent, at.name, AtFlags::empty()) {
             Err(Errno::EEXIST) => {
-                remove_at(at.parent, at.name).map_err(|e| at.fail("replace", e))?;
+                self.displace(at.parent, at.name, at.path).map_err(|e| at.fail("replace", e))?;
                 linkat(&tparent, tname, at.parent, at.name, AtFlags::empty())
             }
             other => other,
         }
-        .map_err(|e| at.fail("create the hard link", e))
+        .map_err(|e| at.fail("create the hard link", e))?;
+        self.record_other(at.path);
+        Ok(())
     }
 
     fn write_fifo(&mut self, at: &At, meta: &Meta) -> Result<(), Error> {
         let perms = Mode::from_bits_truncate(meta.mode & 0o777);
         match mkfifoat(at.parent, at.name, perms) {
             Err(Errno::EEXIST) => {
-                remove_at(at.parent, at.name).map_err(|e| at.fail("replace", e))?;
+                self.displace(at.parent, at.name, at.path).map_err(|e| at.fail("replace", e))?;
                 mkfifoat(at.parent, at.name, perms)
             }
             other => other,
@@ -423,13 +598,15 @@ impl Unpacker {
             openat(at.parent, at.name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
                 .map_err(|e| at.fail("open", e))?;
         match fchownat(&fifo, "", Some(meta.uid), Some(meta.gid), AtFlags::AT_EMPTY_PATH) {
-            Ok(()) => Ok(()),
-            Err(Errno::EINVAL) => {
-                self.stats.unmapped += 1;
-                Ok(())
-            }
-            Err(e) => Err(at.fail("set the owner of", e)),
+            Ok(()) => {}
+            Err(Errno::EINVAL) => self.stats.unmapped += 1,
+            Err(e) => return Err(at.fail("set the owner of", e)),
         }
+        let t = TimeSpec::new(meta.mtime, 0);
+        utimensat(at.parent, at.name, &t, &t, UtimensatFlags::NoFollowSymlink)
+            .map_err(|e| at.fail("set the times of", e))?;
+        self.record_other(at.path);
+        Ok(())
     }
 
     fn dir_meta<R: Read>(
@@ -442,9 +619,10 @@ impl Unpacker {
         self.owner_mode(dir.as_fd(), meta, false)
             .map_err(|e| Error::sys(format!("set the owner and mode of the directory {}", shown(path)), e))?;
         let file = File::from(nix::unistd::dup(dir).map_err(|e| Error::sys("duplicate a descriptor", e))?);
-        self.xattrs(&file, entry);
+        let applied = self.xattrs(&file, entry);
         self.dir_times.push((path.to_vec(), meta.mtime));
-        Ok(())
+        self.record_dir(path, dir, Some(meta.mtime), applied)
+            .map_err(|e| Error::sys(format!("look at the directory {}", shown(path)), e))
     }
 
     /// Owner first, mode after: chown clears the setuid and setgid bits.
@@ -466,8 +644,10 @@ impl Unpacker {
     /// `SCHILY.xattr.*` records: file capabilities (`security.capability`)
     /// and the like, as the [`XattrPolicy`] allows. Set after the owner,
     /// since chown clears capabilities.
-    fn xattrs<R: Read>(&mut self, file: &File, entry: &mut tar::Entry<R>) {
-        let Ok(Some(exts)) = entry.pax_extensions() else { return };
+    /// Returns those it set.
+    fn xattrs<R: Read>(&mut self, file: &File, entry: &mut tar::Entry<R>) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut applied = Vec::new();
+        let Ok(Some(exts)) = entry.pax_extensions() else { return applied };
         for ext in exts.flatten() {
             let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") else { continue };
             if !self.xattr_policy.allows(name) {
@@ -476,8 +656,11 @@ impl Unpacker {
             }
             if xattr::FileExt::set_xattr(file, OsStr::from_bytes(name), ext.value_bytes()).is_err() {
                 self.stats.xattrs += 1;
+            } else {
+                applied.push((name.to_vec(), ext.value_bytes().to_vec()));
             }
         }
+        applied
     }
 
     /// `.wh..wh..opq` empties `dir` of what lower layers put there;
@@ -490,21 +673,31 @@ impl Unpacker {
         what: &str,
     ) -> Result<(), Error> {
         let fail = |e: Errno| Error::sys(format!("apply the whiteout of {} in {what}", shown(hidden)), e);
+        let child = |name: &[u8]| {
+            let mut p = parent_path.to_vec();
+            if !p.is_empty() {
+                p.push(b'/');
+            }
+            p.extend_from_slice(name);
+            p
+        };
         if hidden == b".wh..opq" {
-            let keep = |name: &[u8]| {
-                let mut p = parent_path.to_vec();
-                if !p.is_empty() {
-                    p.push(b'/');
+            if self.track.is_none() {
+                let keep = |name: &[u8]| self.layer_paths.contains(&child(name));
+                return remove::empty_dir(parent, &keep).map_err(fail);
+            }
+            for (name, _) in remove::entries(parent).map_err(fail)? {
+                let path = child(&name);
+                if !self.layer_paths.contains(&path) {
+                    self.displace(parent, OsStr::from_bytes(&name), &path).map_err(fail)?;
                 }
-                p.extend_from_slice(name);
-                self.layer_paths.contains(&p)
-            };
-            return remove::empty_dir(parent, &keep).map_err(fail);
+            }
+            return Ok(());
         }
         if hidden.is_empty() || hidden == b"." || hidden == b".." || hidden.contains(&b'/') {
             return Err(Error::msg(format!("{what}: invalid whiteout {}", shown(hidden))));
         }
-        match remove_at(parent, OsStr::from_bytes(hidden)) {
+        match self.displace(parent, OsStr::from_bytes(hidden), &child(hidden)) {
             Ok(()) | Err(Errno::ENOENT) => Ok(()),
             Err(e) => Err(fail(e)),
         }
@@ -542,14 +735,17 @@ impl Unpacker {
 
     fn make_parents(&mut self, parent: &[u8], what: &str) -> Result<OwnedFd, Error> {
         let mut dir = nix::unistd::dup(&self.root).map_err(|e| Error::sys("reopen the tree's root", e))?;
+        let mut end = 0;
         for part in parent.split(|b| *b == b'/') {
+            end += part.len() + usize::from(end > 0);
             let name = OsStr::from_bytes(part);
-            match mkdirat(&dir, name, Mode::from_bits_truncate(0o755)) {
-                Ok(()) | Err(Errno::EEXIST) => {}
+            let made = match mkdirat(&dir, name, Mode::from_bits_truncate(0o755)) {
+                Ok(()) => true,
+                Err(Errno::EEXIST) => false,
                 Err(e) => {
                     return Err(Error::sys(format!("create the directory {} for {what}", shown(parent)), e))
                 }
-            }
+            };
             dir = openat(
                 &dir,
                 name,
@@ -563,6 +759,10 @@ impl Unpacker {
                 )),
                 e => Error::sys(format!("open the directory {} for {what}", shown(parent)), e),
             })?;
+            if made {
+                self.record_dir(&parent[..end], &dir, None, Vec::new())
+                    .map_err(|e| Error::sys(format!("look at the directory {}", shown(&parent[..end])), e))?;
+            }
         }
         Ok(dir)
     }
@@ -657,6 +857,19 @@ pub fn open_in_root(root: &OwnedFd, path: &[u8], flags: OFlag) -> Result<OwnedFd
         ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS,
     );
     openat2(root, OsStr::from_bytes(path), how)
+}
+
+/// A directory's owner, mode and extended attributes as a layer record
+/// has them: owner first, as chown clears the setuid and setgid bits.
+fn restore_dir(dir: &OwnedFd, meta: &DirMeta) -> Result<(), Errno> {
+    fchown(dir, Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)))?;
+    fchmod(dir, Mode::from_bits_truncate(meta.mode & 0o7777))?;
+    let file = File::from(nix::unistd::dup(dir)?);
+    for (name, value) in &meta.xattrs {
+        xattr::FileExt::set_xattr(&file, OsStr::from_bytes(name), value)
+            .map_err(|e| e.raw_os_error().map_or(Errno::EIO, Errno::from_raw))?;
+    }
+    Ok(())
 }
 
 fn is_dir_at(dir: &OwnedFd, name: &OsStr) -> bool {

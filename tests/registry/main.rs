@@ -12,6 +12,7 @@ mod attacks;
 mod cache;
 mod pull;
 mod refusals;
+mod reuse;
 mod update;
 
 use distrorun_testkit::*;
@@ -108,7 +109,9 @@ fn require_tool(path: &str) {
 /// The test images, in one OCI layout that umoci builds: `v1` and `v2`, a
 /// busybox tree whose /etc/marker says which, one gzip layer each; `two1`
 /// and `two2`, the same busybox layer under a second layer whose
-/// /etc/marker says which; `multi`, an index for
+/// /etc/marker says which; `keep1` and `keep2`, one base layer under two
+/// different top layers that replace, white out and make opaque what the
+/// base has (see reuse.rs); `multi`, an index for
 /// linux/amd64 and linux/arm64/v8; `foreign`, an index for arm64 and
 /// s390x only; `odd`, whose layer has a media type nobody knows.
 pub struct Images {
@@ -147,11 +150,13 @@ impl Images {
                 umoci new --image layout:$v; umoci raw add-layer --image layout:$v base.tar
                 umoci raw add-layer --image layout:$v top${{v#two}}.tar
             done
+            {keep}
             python3 {craft} layout v1 multi index linux/amd64 linux/arm64/v8
             python3 {craft} layout v1 foreign index linux/arm64/v8 linux/s390x
             python3 {craft} layout v1 odd mediatype application/vnd.example.unknown
             chmod -R a+rX .",
-            d = dir.str()
+            d = dir.str(),
+            keep = reuse::KEEP_LAYERS,
         ));
         Images { dir }
     }

@@ -113,6 +113,7 @@ fn trees(homes: &Homes) -> Vec<String> {
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with(".+layers-"))
         .collect();
     trees.sort();
     trees

@@ -33,10 +33,11 @@ use crate::registry::Origin;
 use crate::source::image::{self, ImageBar, ImageSource};
 use crate::source::{debian, oci, tarball};
 use crate::tree::interrupt;
+use crate::tree::layers::{self, Ledger};
 use crate::tree::limits::{human_bytes, Limits};
 use crate::tree::marker::{self, Stage};
 use crate::tree::namelock::NameLock;
-use crate::tree::unpack::{Stats, Unpacker, Whiteouts};
+use crate::tree::unpack::{Mismatch, Stats, Unpacker, Whiteouts};
 use crate::tree::xattr_policy::XattrPolicy;
 use crate::tree::{private_dir, remove};
 use crate::{error, places, subids, tree};
@@ -191,7 +192,8 @@ pub fn create(args: &CreateArgs) -> Result<(), Error> {
     update::check_tree(name, &previous, &data)?;
     // Looked at before entering the namespace, where the caller's other
     // runs can no longer be seen.
-    let unused = update::unused_old_trees(&data, name);
+    let mut previous = previous;
+    let unused = update::usage(&data, name, &mut previous);
     ids.as_ref()
         .map_or(Ok(()), subids::enter_keep_id)
         .and_then(|()| watch_signals())
@@ -225,7 +227,7 @@ fn create_new(place: &Place, opened: Opened, args: &CreateArgs, started: Instant
     let origin = opened.origin();
     let partial = places::partial_name(name);
     let image = opened.image();
-    let (stats, tree_fd) = build_at(place, &partial, name, opened, args)?;
+    let (stats, tree_fd) = build_at(place, &partial, name, opened, args, None)?;
     renameat2(place.data_fd, partial.as_os_str(), place.data_fd, name, RenameFlags::RENAME_NOREPLACE)
         .map_err(|e| {
             Error::sys(format!("move the new tree into place at {}", place.data.join(name).display()), e)
@@ -298,13 +300,15 @@ fn refuse_existing(name: &str, config_dir: &Path) -> Result<(), Error> {
 /// Builds a tree as the entry `at` of the data directory, marked as
 /// distrorun's own under `key` from its first moment; on failure, removes
 /// what was written. Returns the tree's descriptor too, for the marker that
-/// says it is complete.
+/// says it is complete. An image's tree gets a layer record; an update
+/// builds on the tree `old` where it can.
 fn build_at(
     place: &Place,
     at: &Path,
     key: &str,
     opened: Opened,
     args: &CreateArgs,
+    old: Option<&str>,
 ) -> Result<(Stats, OwnedFd), Error> {
     let (data_fd, data) = (place.data_fd, place.data);
     mkdirat(data_fd, at.as_os_str(), Mode::S_IRWXU)
@@ -319,7 +323,8 @@ fn build_at(
     let policy = XattrPolicy { privileged: args.system, keep: args.keep_xattrs.clone() };
     let tree_fd = nix::unistd::dup(&root).map_err(|e| Error::sys("duplicate a descriptor", e))?;
     let built = marker::mark(data_fd, data, key, &[(&root, Stage::Building)])
-        .and_then(|()| build(root, opened, args.quiet, args.limits, policy))
+        .and_then(|()| record_for(place, &root, &opened, &policy, old, args.quiet))
+        .and_then(|record| build(root, opened, args.quiet, args.limits, policy, record.as_ref()))
         .and_then(|stats| {
             if args.system {
                 trusted_root(data_fd, at)?;
@@ -339,6 +344,72 @@ fn build_at(
     }
 }
 
+/// The layer record an image's new tree gets, and the old tree's an update
+/// builds on.
+struct Record {
+    dir: OwnedFd,
+    at: PathBuf,
+    ledger: Ledger,
+    old: Option<layers::Old>,
+}
+
+fn policy_word(policy: &XattrPolicy) -> String {
+    format!("privileged={} keep={}", policy.privileged, policy.keep.join(","))
+}
+
+fn record_for(
+    place: &Place,
+    root: &OwnedFd,
+    opened: &Opened,
+    policy: &XattrPolicy,
+    old: Option<&str>,
+    quiet: bool,
+) -> Result<Option<Record>, Error> {
+    let Opened::Image { image, .. } = opened else { return Ok(None) };
+    let (key, dir) = layers::make(place.data_fd, place.data, root)?;
+    let tree = nix::sys::stat::fstat(root).map_err(|e| Error::sys("look at the new tree", e))?.st_ino;
+    let ledger = Ledger::new(tree, image.digests(), policy_word(policy), 1);
+    let old = old.and_then(|name| match layers::read(place.data_fd, place.data, name) {
+        Ok(old) => Some(old),
+        Err(why) => {
+            if !quiet {
+                eprintln!("distrorun: every layer is unpacked again: the old tree {why}");
+            }
+            None
+        }
+    });
+    Ok(Some(Record { dir, at: place.data.join(places::keyed_entry(&key)), ledger, old }))
+}
+
+/// How many first layers the old tree shares with the new image.
+fn shared_layers(old: &Ledger, new: &Ledger) -> u16 {
+    if old.policy != new.policy {
+        return 0;
+    }
+    let same = old.layers.iter().zip(&new.layers).take_while(|(a, b)| a == b).count();
+    u16::try_from(same).unwrap_or(0)
+}
+
+/// Builds the first layers the old tree shares with the new image from
+/// it; says why not where it cannot, and starts again from nothing.
+fn reuse_old(unpacker: &mut Unpacker, record: &Record, quiet: bool) -> Result<usize, Error> {
+    let Some(old) = &record.old else { return Ok(0) };
+    let shared = shared_layers(&old.ledger, &record.ledger);
+    if shared == 0 {
+        return Ok(0);
+    }
+    match unpacker.reuse(old, shared) {
+        Ok(()) => Ok(usize::from(shared)),
+        Err(Mismatch(why)) => {
+            if !quiet {
+                eprintln!("distrorun: every layer is unpacked again: the old tree cannot be built on: {why}");
+            }
+            unpacker.restart()?;
+            Ok(0)
+        }
+    }
+}
+
 /// Unpacks the source into the new tree `root` and adds the mount points.
 fn build(
     root: OwnedFd,
@@ -346,9 +417,18 @@ fn build(
     quiet: bool,
     limits: Limits,
     policy: XattrPolicy,
+    record: Option<&Record>,
 ) -> Result<Stats, Error> {
     let mount_root = nix::unistd::dup(&root).map_err(|e| Error::sys("duplicate a descriptor", e))?;
     let mut unpacker = Unpacker::new(root, limits, policy);
+    let mut from = 0;
+    if let Some(r) = record {
+        let stash =
+            layers::stash_of(&r.dir).map_err(|e| Error::sys(format!("open {}/stash", r.at.display()), e))?;
+        unpacker
+            .track(Ledger::new(r.ledger.tree, r.ledger.layers.clone(), r.ledger.policy.clone(), 1), stash);
+        from = reuse_old(&mut unpacker, r, quiet)?;
+    }
     let result = match opened {
         Opened::Tarball { input, size, what } => {
             let mut bar = Bar::new(quiet, size);
@@ -360,7 +440,7 @@ fn build(
         }
         Opened::Image { image, .. } => {
             let mut bar = ImageBar::new(quiet, &image.sizes());
-            let result = image::apply(&mut unpacker, &image, &mut bar);
+            let result = image::apply(&mut unpacker, &image, &mut bar, from);
             bar.clear();
             result
         }
@@ -370,6 +450,22 @@ fn build(
     make_mount_points(&mount_root)?;
     make_device_dirs(&mount_root)?;
     unpacker.finish()?;
+    if let Some(r) = record {
+        // A tree whose record cannot be completed is kept without one: its
+        // next update unpacks every layer.
+        match unpacker.sealed_ledger() {
+            Some(Ok(ledger)) => layers::write(&r.dir, &r.at, &ledger)?,
+            Some(Err(why)) => {
+                if let Ok(stash) = layers::stash_of(&r.dir) {
+                    let _ = remove::empty_dir(&stash, &|_| false);
+                }
+                if !quiet {
+                    eprintln!("distrorun: no layer record is kept for the new tree: {why}");
+                }
+            }
+            None => {}
+        }
+    }
     Ok(unpacker.stats)
 }
 
@@ -658,6 +754,15 @@ fn summary(
     .filter(|(n, _)| *n > 0)
     .map(|(n, what)| format!("{n} {what}"))
     .collect();
+    if stats.reused_layers > 0 {
+        let _ = write!(
+            line,
+            "; took {} layer{} ({} entries) from the old tree",
+            stats.reused_layers,
+            if stats.reused_layers == 1 { "" } else { "s" },
+            stats.reused_entries
+        );
+    }
     if let Some(note) = note {
         let _ = write!(line, "; {note}");
     }

@@ -36,6 +36,9 @@ use crate::tree::remove;
 pub struct Previous {
     pub origin: Origin,
     pub dir: PathBuf,
+    /// Whether a run is in the tree: its files are then not shared with
+    /// the new tree, where that run could go on writing into them.
+    pub in_use: bool,
 }
 
 /// The config of the distro to update, which must have been made from an
@@ -58,7 +61,7 @@ pub fn previous(name: &str, config_dir: &Path, system: bool) -> Result<Previous,
             found.path.display()
         )));
     };
-    Ok(Previous { origin, dir: found.distro.dir.clone() })
+    Ok(Previous { origin, dir: found.distro.dir.clone(), in_use: true })
 }
 
 /// Whether the registry still serves what the distro was made from; says
@@ -87,8 +90,9 @@ pub fn check_tree(name: &str, previous: &Previous, data: &Path) -> Result<(), Er
 }
 
 /// The marker keys of old trees of earlier updates that no run uses any
-/// more; looked at before entering the user namespace.
-pub fn unused_old_trees(data: &Path, name: &str) -> Vec<String> {
+/// more, and whether one uses the distro's tree; looked at before
+/// entering the user namespace.
+pub fn usage(data: &Path, name: &str, previous: &mut Previous) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(data) else { return Vec::new() };
     let old: Vec<(String, Tree)> = entries
         .flatten()
@@ -98,10 +102,9 @@ pub fn unused_old_trees(data: &Path, name: &str) -> Vec<String> {
             (places::is_old_key(&key, name) && meta.is_dir()).then(|| (key, Tree::new(&e.path(), &meta)))
         })
         .collect();
-    if old.is_empty() {
-        return Vec::new();
-    }
     let usage = Usage::scan();
+    previous.in_use = std::fs::symlink_metadata(&previous.dir)
+        .map_or(true, |meta| usage.uses(&Tree::new(&previous.dir, &meta)));
     old.into_iter().filter(|(_, tree)| !usage.uses(tree)).map(|(key, _)| key).collect()
 }
 
@@ -138,7 +141,8 @@ pub fn rebuild(
     let origin = opened.origin();
     let next = next_key(name);
     let image = opened.image();
-    let (stats, new_fd) = build_at(place, &entry(&next), &next, opened, args)?;
+    let old = (!previous.in_use).then_some(name);
+    let (stats, new_fd) = build_at(place, &entry(&next), &next, opened, args, old)?;
     let old_fd = open_tree(place, Path::new(name))?;
     swap(place, name, &new_fd, &old_fd).inspect_err(|_| {
         let _ = reap(place.data_fd, place.data, &next);
