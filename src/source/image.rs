@@ -205,26 +205,64 @@ fn read_failed(source: &dyn ImageSource, n: usize) -> Error {
     Error::msg(format!("cannot read layer {} of {}", n + 1, source.what()))
 }
 
-/// Applies the image's layers in order, from layer `from` (counted from
-/// 0; the ones before are in the tree already). Each is read (and, from a
+/// Builds the first layers some other way (from an old tree), before the
+/// rest are applied; says whether it did, or undid what it wrote.
+pub type Prelude<'a> = dyn FnMut(&mut Unpacker) -> Result<bool, Error> + 'a;
+
+/// Applies the image's layers in order. Each is read (and, from a
 /// registry, downloaded) on a thread of its own, decompressed on another,
 /// and unpacked here; the next layers are read meanwhile. A layer that
 /// fails its check fails the whole apply, with the check's message rather
 /// than the unpacker's.
+///
+/// With `from` > 0, `prelude` builds layers before `from` while layer
+/// `from` and the next are already being fetched; should it not, every
+/// layer is applied.
 pub fn apply(
     unpacker: &mut Unpacker,
     source: &Arc<dyn ImageSource>,
     bar: &mut ImageBar,
     from: usize,
+    prelude: &mut Prelude,
 ) -> Result<(), Error> {
-    let count = source.sizes().len();
-    let mut pending: VecDeque<Fetch> = VecDeque::new();
+    let mut pending = VecDeque::new();
     let mut started = from;
-    for n in from..count {
-        while started < count && started < n + IN_FLIGHT {
-            pending.push_back(start(source.clone(), started, bar.layers[started].0.clone()));
-            started += 1;
-        }
+    start_ahead(source, bar, &mut pending, &mut started, from);
+    if from > 0 && !prelude(unpacker)? {
+        // What was fetched ahead is dropped: its threads stop at their
+        // next chunk.
+        pending.clear();
+        let (mut pending, mut started) = (VecDeque::new(), 0);
+        return apply_layers(unpacker, source, bar, 0, &mut pending, &mut started);
+    }
+    apply_layers(unpacker, source, bar, from, &mut pending, &mut started)
+}
+
+/// Starts fetching the layers up to [`IN_FLIGHT`] past `n`.
+fn start_ahead(
+    source: &Arc<dyn ImageSource>,
+    bar: &ImageBar,
+    pending: &mut VecDeque<Fetch>,
+    started: &mut usize,
+    n: usize,
+) {
+    let count = bar.layers.len();
+    while *started < count && *started < n + IN_FLIGHT {
+        pending.push_back(start(source.clone(), *started, bar.layers[*started].0.clone()));
+        *started += 1;
+    }
+}
+
+fn apply_layers(
+    unpacker: &mut Unpacker,
+    source: &Arc<dyn ImageSource>,
+    bar: &mut ImageBar,
+    from: usize,
+    pending: &mut VecDeque<Fetch>,
+    started: &mut usize,
+) -> Result<(), Error> {
+    for n in from..bar.layers.len() {
+        start_ahead(source, bar, pending, started, n);
         let Some(Fetch { rx, handle }) = pending.pop_front() else { break };
         let what = format!("layer {} of {}", n + 1, source.what());
         unpacker.begin_layer(n);

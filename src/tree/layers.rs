@@ -150,9 +150,10 @@ impl Ledger {
         self.push(Record { path: path.to_vec(), written: layer, displaced: 0, kind: Kind::Dir(meta) });
     }
 
-    /// Layer `layer` wrote `path`, which is not a directory.
-    pub fn wrote_other(&mut self, path: &[u8], layer: u16) {
-        self.push(Record { path: path.to_vec(), written: layer, displaced: 0, kind: Kind::Other(None) });
+    /// Layer `layer` wrote `path`, which is not a directory; `known`: its
+    /// identity, where it is a file taken over whole from another tree.
+    pub fn wrote_other(&mut self, path: &[u8], layer: u16, known: Option<Identity>) {
+        self.push(Record { path: path.to_vec(), written: layer, displaced: 0, kind: Kind::Other(known) });
     }
 
     /// The live entries at `path` and below it.
@@ -187,12 +188,12 @@ impl Ledger {
         }
     }
 
-    /// Fills in each file's identity from where it now is; fails on the
-    /// first that is not there.
+    /// Fills in each file's identity from where it now is (a move to the
+    /// stash keeps it); fails on the first that is not there.
     pub fn seal(&mut self, tree: &OwnedFd, stash: &OwnedFd) -> Result<(), String> {
         let mut dirs = Parents::default();
         for r in &mut self.records {
-            if r.written == r.displaced || matches!(r.kind, Kind::Dir(_)) {
+            if r.written == r.displaced || !matches!(r.kind, Kind::Other(None)) {
                 continue;
             }
             let st = dirs.stat(tree, stash, r.displaced, &r.path)?;
@@ -201,8 +202,8 @@ impl Ledger {
         Ok(())
     }
 
-    /// The entries of the tree after its first `layers` layers, in path
-    /// order (each directory before what is in it), each once.
+    /// The entries of the tree after its first `layers` layers, each once,
+    /// in the order of a walk of the tree.
     pub fn prefix(&self, layers: u16) -> Result<Vec<&Record>, String> {
         if layers < self.since || usize::from(layers) > self.layers.len() {
             return Err(format!(
@@ -216,7 +217,9 @@ impl Ledger {
             .iter()
             .filter(|r| r.written <= layers && (r.displaced == 0 || r.displaced > layers))
             .collect();
-        out.sort_by(|a, b| a.path.cmp(&b.path));
+        // By components: each directory right before what is in it, and
+        // every subtree in one piece (`a`, `a/b`, then `a-b`).
+        out.sort_by(|a, b| a.path.split(|c| *c == b'/').cmp(b.path.split(|c| *c == b'/')));
         if let Some(w) = out.windows(2).find(|w| w[0].path == w[1].path) {
             return Err(format!("it names {} twice", shown(&w[0].path)));
         }
@@ -611,20 +614,20 @@ mod tests {
         let mut l = Ledger::new(7, vec!["a".into(), "b".into(), "c".into()], "p".into(), 1);
         l.wrote_dir(b"", 1, dir(Some(1)));
         l.wrote_dir(b"etc", 1, dir(Some(1)));
-        l.wrote_other(b"etc/over", 1);
-        l.wrote_other(b"etc/keep", 1);
+        l.wrote_other(b"etc/over", 1, None);
+        l.wrote_other(b"etc/keep", 1, None);
         l.wrote_dir(b"opt", 1, dir(None));
-        l.wrote_other(b"opt/x", 1);
+        l.wrote_other(b"opt/x", 1, None);
         // Layer 2 replaces etc/over, whites out opt, changes etc's metadata.
         assert_eq!(l.displace(b"etc/over", 2), Displace::Stash);
-        l.wrote_other(b"etc/over", 2);
+        l.wrote_other(b"etc/over", 2, None);
         assert_eq!(l.displace(b"opt", 2), Displace::Stash);
         l.wrote_dir(b"etc", 2, dir(Some(2)));
-        l.wrote_other(b"new", 2);
+        l.wrote_other(b"new", 2, None);
         // Layer 3 replaces its own kind of file only.
-        l.wrote_other(b"three", 3);
+        l.wrote_other(b"three", 3, None);
         assert_eq!(l.displace(b"three", 3), Displace::Remove);
-        l.wrote_other(b"three", 3);
+        l.wrote_other(b"three", 3, None);
 
         let one = l.prefix(1).unwrap();
         assert_eq!(
@@ -633,6 +636,13 @@ mod tests {
                 .map(|(p, w)| (p.to_owned(), w))
         );
         assert_eq!(one.iter().find(|r| r.path == b"opt/x").unwrap().displaced, 2);
+        l.wrote_other(b"etc-x", 2, None);
+        l.wrote_other(b"etc/a/b", 2, None);
+        let walk: Vec<String> = l.prefix(2).unwrap().iter().map(|r| shown(&r.path)).collect();
+        assert_eq!(walk[..4], ["\"\"", "\"etc\"", "\"etc/a/b\"", "\"etc/keep\""].map(String::from));
+        assert_eq!(walk[5], "\"etc-x\"");
+        l.displace(b"etc-x", 2);
+        l.displace(b"etc/a/b", 2);
         let two = l.prefix(2).unwrap();
         assert_eq!(
             paths(&two),
@@ -647,8 +657,8 @@ mod tests {
     fn a_record_reads_back_as_written_and_a_damaged_one_not_at_all() {
         let mut l = Ledger::new(7, vec!["sha256:1".into()], "privileged=false".into(), 1);
         l.wrote_dir(b"", 1, dir(Some(5)));
-        l.wrote_other(b"a\nb", 1);
-        l.wrote_other(b"gone", 1);
+        l.wrote_other(b"a\nb", 1, None);
+        l.wrote_other(b"gone", 1, None);
         l.displace(b"gone", 1);
         l.records[1].kind =
             Kind::Other(Some(Identity { ino: 9, size: 3, mtime: (1, 2), mode: 0o100_644, uid: 1, gid: 2 }));
@@ -667,7 +677,7 @@ mod tests {
     #[test]
     fn a_prefix_below_what_the_record_knows_is_refused() {
         let mut l = Ledger::new(7, vec!["a".into(), "b".into()], String::new(), 2);
-        l.wrote_other(b"x", 1);
+        l.wrote_other(b"x", 1, None);
         assert!(l.prefix(1).unwrap_err().contains("layers 2..2"));
         assert_eq!(l.prefix(2).unwrap().len(), 1);
     }

@@ -10,6 +10,7 @@ pub mod limits;
 pub mod marker;
 pub mod namelock;
 pub mod private_dir;
+mod rebuild;
 pub mod remove;
 mod sparse;
 mod tar_guard;

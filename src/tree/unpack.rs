@@ -83,8 +83,7 @@ struct Track {
     layer: u16,
 }
 
-/// Why the old tree could not be built on.
-pub struct Mismatch(pub String);
+pub use super::rebuild::Mismatch;
 
 /// Progress reports: bytes of archive members written so far.
 pub trait Progress {
@@ -153,76 +152,24 @@ impl Unpacker {
         Ok(())
     }
 
-    /// Builds the first `layers` layers' entries from the old tree: its
-    /// directories made anew from the record, its files hard-linked, each
-    /// checked to be still the file the unpack left. The new record takes
-    /// them over. Nothing is fetched or decompressed.
+    /// Builds the first `layers` layers' entries from the old tree (see
+    /// [`rebuild`](super::rebuild)). The new record takes them over.
+    /// Nothing is fetched or decompressed.
     pub fn reuse(&mut self, old: &layers::Old, layers: u16) -> Result<(), Mismatch> {
         let plan = old
             .ledger
             .prefix(layers)
             .map_err(|why| Mismatch(format!("its layer record is of no use: {why}")))?;
         let Some(track) = &mut self.track else { return Err(Mismatch("no layer record is kept".into())) };
+        let built = super::rebuild::rebuild(&self.root, old, &plan)?;
         track.ledger.since = layers;
-        let mut from = layers::Parents::default();
-        let mut to = layers::Parents::default();
-        let sys = |what: &str, path: &[u8], e: Errno| {
-            Mismatch(format!("cannot {what} {} ({})", shown(path), e.desc()))
-        };
-        for r in &plan {
-            let (parent, name) = layers::split_last(&r.path);
-            let name = OsStr::from_bytes(name);
-            match &r.kind {
-                layers::Kind::Dir(meta) => {
-                    let dir = if r.path.is_empty() {
-                        nix::unistd::dup(&self.root).map_err(|e| sys("reopen", b"/", e))?
-                    } else {
-                        let at =
-                            to.open(&self.root, &self.root, 0, parent).map_err(|e| sys("open", parent, e))?;
-                        mkdirat(at, name, Mode::S_IRWXU).map_err(|e| sys("create", &r.path, e))?;
-                        openat(
-                            at,
-                            name,
-                            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                            Mode::empty(),
-                        )
-                        .map_err(|e| sys("open", &r.path, e))?
-                    };
-                    restore_dir(&dir, meta)
-                        .map_err(|e| sys("set the owner, mode and attributes of", &r.path, e))?;
-                    if let Some(t) = meta.mtime {
-                        self.dir_times.push((r.path.clone(), t));
-                    }
-                    track.ledger.wrote_dir(&r.path, r.written, meta.clone());
-                }
-                layers::Kind::Other(None) => {
-                    return Err(Mismatch(format!("its layer record lacks {}", shown(&r.path))))
-                }
-                layers::Kind::Other(Some(id)) => {
-                    let src = from
-                        .open(&old.tree, &old.stash, r.displaced, parent)
-                        .map_err(|e| Mismatch(layers::missing(r.displaced, &r.path, e)))?;
-                    let st = fstatat(src, name, AtFlags::AT_SYMLINK_NOFOLLOW)
-                        .map_err(|e| Mismatch(layers::missing(r.displaced, &r.path, e)))?;
-                    if layers::Identity::of(&st) != *id {
-                        return Err(Mismatch(format!(
-                            "{} was changed since it was unpacked",
-                            shown(&r.path)
-                        )));
-                    }
-                    let at =
-                        to.open(&self.root, &self.root, 0, parent).map_err(|e| sys("open", parent, e))?;
-                    linkat(src, name, at, name, AtFlags::empty()).map_err(|e| sys("link", &r.path, e))?;
-                    // Linked by name: the name must still have led to the file checked.
-                    let linked = fstatat(at, name, AtFlags::AT_SYMLINK_NOFOLLOW)
-                        .map_err(|e| sys("find", &r.path, e))?;
-                    if linked.st_ino != id.ino() {
-                        return Err(Mismatch(format!("{} was replaced while it was linked", shown(&r.path))));
-                    }
-                    track.ledger.wrote_other(&r.path, r.written);
-                }
+        for (path, written, kind) in built.entries {
+            match kind {
+                layers::Kind::Dir(meta) => track.ledger.wrote_dir(&path, written, meta),
+                layers::Kind::Other(id) => track.ledger.wrote_other(&path, written, id),
             }
         }
+        self.dir_times.extend(built.dir_times);
         self.stats.entries += plan.len() as u64;
         self.stats.reused_entries += plan.len() as u64;
         self.stats.reused_layers += u64::from(layers);
@@ -243,7 +190,7 @@ impl Unpacker {
 
     fn record_other(&mut self, path: &[u8]) {
         if let Some(t) = &mut self.track {
-            t.ledger.wrote_other(path, t.layer);
+            t.ledger.wrote_other(path, t.layer, None);
         }
     }
 
@@ -361,7 +308,12 @@ impl Unpacker {
     /// Sets the times of the directories, deepest first, now that nothing
     /// more is written into them.
     pub fn finish(&mut self) -> Result<(), Error> {
+        // A directory in several layers gets the time of its last entry.
+        let mut set = std::collections::HashSet::new();
         for (path, mtime) in self.dir_times.drain(..).rev() {
+            if !set.insert(path.clone()) {
+                continue;
+            }
             let fd = if path.is_empty() {
                 nix::unistd::dup(&self.root).map_err(|e| Error::sys("reopen the tree's root", e))?
             } else {
@@ -857,19 +809,6 @@ pub fn open_in_root(root: &OwnedFd, path: &[u8], flags: OFlag) -> Result<OwnedFd
         ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS,
     );
     openat2(root, OsStr::from_bytes(path), how)
-}
-
-/// A directory's owner, mode and extended attributes as a layer record
-/// has them: owner first, as chown clears the setuid and setgid bits.
-fn restore_dir(dir: &OwnedFd, meta: &DirMeta) -> Result<(), Errno> {
-    fchown(dir, Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)))?;
-    fchmod(dir, Mode::from_bits_truncate(meta.mode & 0o7777))?;
-    let file = File::from(nix::unistd::dup(dir)?);
-    for (name, value) in &meta.xattrs {
-        xattr::FileExt::set_xattr(&file, OsStr::from_bytes(name), value)
-            .map_err(|e| e.raw_os_error().map_or(Errno::EIO, Errno::from_raw))?;
-    }
-    Ok(())
 }
 
 fn is_dir_at(dir: &OwnedFd, name: &OsStr) -> bool {

@@ -37,6 +37,12 @@ fn an_update_swaps_in_the_new_tree_while_a_run_in_the_old_one_finishes() {
     assert_ne!(old, new);
     let out = homes.run(&["--update", &name, "--insecure-registry"]).output();
     out.assert_code(0);
+    // Its files are not shared with the new tree the run could write into.
+    assert!(
+        out.stderr_str().contains("every layer is unpacked again: a run is still in the old tree"),
+        "{}",
+        out.report()
+    );
     assert!(
         out.stderr_str().contains(&format!(
             "updated distro {name} from {}/test/up:latest: {old} -> {new}",

@@ -390,22 +390,18 @@ fn shared_layers(old: &Ledger, new: &Ledger) -> u16 {
     u16::try_from(same).unwrap_or(0)
 }
 
-/// Builds the first layers the old tree shares with the new image from
-/// it; says why not where it cannot, and starts again from nothing.
-fn reuse_old(unpacker: &mut Unpacker, record: &Record, quiet: bool) -> Result<usize, Error> {
-    let Some(old) = &record.old else { return Ok(0) };
-    let shared = shared_layers(&old.ledger, &record.ledger);
-    if shared == 0 {
-        return Ok(0);
-    }
+/// Builds the first `shared` layers from the old tree; says why not where
+/// it cannot, and starts again from nothing.
+fn reuse_old(unpacker: &mut Unpacker, old: &layers::Old, shared: u16, quiet: bool) -> Result<bool, Error> {
     match unpacker.reuse(old, shared) {
-        Ok(()) => Ok(usize::from(shared)),
+        Ok(()) => Ok(true),
         Err(Mismatch(why)) => {
+            interrupt::check()?;
             if !quiet {
                 eprintln!("distrorun: every layer is unpacked again: the old tree cannot be built on: {why}");
             }
             unpacker.restart()?;
-            Ok(0)
+            Ok(false)
         }
     }
 }
@@ -421,13 +417,13 @@ fn build(
 ) -> Result<Stats, Error> {
     let mount_root = nix::unistd::dup(&root).map_err(|e| Error::sys("duplicate a descriptor", e))?;
     let mut unpacker = Unpacker::new(root, limits, policy);
-    let mut from = 0;
+    let mut shared = 0;
     if let Some(r) = record {
         let stash =
             layers::stash_of(&r.dir).map_err(|e| Error::sys(format!("open {}/stash", r.at.display()), e))?;
         unpacker
             .track(Ledger::new(r.ledger.tree, r.ledger.layers.clone(), r.ledger.policy.clone(), 1), stash);
-        from = reuse_old(&mut unpacker, r, quiet)?;
+        shared = r.old.as_ref().map_or(0, |old| shared_layers(&old.ledger, &r.ledger));
     }
     let result = match opened {
         Opened::Tarball { input, size, what } => {
@@ -440,7 +436,13 @@ fn build(
         }
         Opened::Image { image, .. } => {
             let mut bar = ImageBar::new(quiet, &image.sizes());
-            let result = image::apply(&mut unpacker, &image, &mut bar, from);
+            // The shared layers are linked from the old tree while the
+            // first new one is already being fetched.
+            let mut prelude = |u: &mut Unpacker| match record.and_then(|r| r.old.as_ref()) {
+                Some(old) => reuse_old(u, old, shared, quiet),
+                None => Ok(false),
+            };
+            let result = image::apply(&mut unpacker, &image, &mut bar, usize::from(shared), &mut prelude);
             bar.clear();
             result
         }

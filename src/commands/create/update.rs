@@ -141,6 +141,11 @@ pub fn rebuild(
     let origin = opened.origin();
     let next = next_key(name);
     let image = opened.image();
+    if previous.in_use && !args.quiet {
+        eprintln!(
+            "distrorun: every layer is unpacked again: a run is still in the old tree, whose files the new tree must not share"
+        );
+    }
     let old = (!previous.in_use).then_some(name);
     let (stats, new_fd) = build_at(place, &entry(&next), &next, opened, args, old)?;
     let old_fd = open_tree(place, Path::new(name))?;
