@@ -346,7 +346,11 @@ impl Store {
         } else {
             super::archive::decompressed_copy(file, what, max_bytes)?
         };
-        let corrupt = |e: io::Error| Error::msg(format!("{what} is corrupt or truncated: {e}"));
+        // The tar crate quotes bytes of the header it choked on as they are:
+        // escaped, so that the refusal stays one line whatever they hold.
+        let corrupt = |e: io::Error| {
+            Error::msg(format!("{what} is corrupt or truncated: {}", e.to_string().escape_debug()))
+        };
         let mut members = HashMap::new();
         let mut archive = tar::Archive::new(&file);
         for entry in archive.entries_with_seek().map_err(corrupt)? {
