@@ -138,12 +138,6 @@ pub fn walk(dir: BorrowedFd, path: &Path, flags: OFlag, resolve: ResolveFlag) ->
     {
         return Err(Errno::EINVAL);
     }
-    let no_symlinks = resolve.contains(ResolveFlag::RESOLVE_NO_SYMLINKS);
-    let start = if resolve.contains(ResolveFlag::RESOLVE_NO_XDEV) { Some(Mount::of(dir)?) } else { None };
-    let same_mount = |fd: &OwnedFd| match start {
-        Some(start) if Mount::of(fd.as_fd())? != start => Err(Errno::EXDEV),
-        _ => Ok(()),
-    };
     let bytes = path.as_os_str().as_bytes();
     if bytes.is_empty() {
         return Err(Errno::ENOENT);
@@ -151,83 +145,143 @@ pub fn walk(dir: BorrowedFd, path: &Path, flags: OFlag, resolve: ResolveFlag) ->
     if bytes.len() >= PATH_MAX {
         return Err(Errno::ENAMETOOLONG);
     }
-    let mut todo: Vec<Vec<u8>> = Vec::new();
-    if queue(&mut todo, bytes) && !in_root {
-        return Err(Errno::EXDEV);
-    }
-    // The directories passed through below `dir`, the current one last.
-    let mut dirs: Vec<OwnedFd> = Vec::new();
-    let mut links = 0;
-    while let Some(part) = todo.pop() {
-        let last = todo.is_empty();
-        let cur = dirs.last().map_or(dir, AsFd::as_fd);
+    let mut walk = Walk {
+        dir,
+        dirs: Vec::new(),
+        todo: Vec::new(),
+        links: 0,
+        in_root,
+        no_symlinks: resolve.contains(ResolveFlag::RESOLVE_NO_SYMLINKS),
+        start: if resolve.contains(ResolveFlag::RESOLVE_NO_XDEV) { Some(Mount::of(dir)?) } else { None },
+    };
+    walk.queue(bytes)?;
+    while let Some(part) = walk.todo.pop() {
+        let last = walk.todo.is_empty();
         let name = OsStr::from_bytes(&part);
-        if part == b"." {
-            continue;
+        let link = match part.as_slice() {
+            b"." => continue,
+            b".." => {
+                if walk.dirs.pop().is_none() && !walk.in_root {
+                    return Err(Errno::EXDEV);
+                }
+                continue;
+            }
+            _ if last => match walk.open_last(name, flags)? {
+                Last::Opened(fd) => return Ok(fd),
+                Last::Symlink(link) => link,
+            },
+            _ => match walk.enter(name)? {
+                Some(link) => Some(link),
+                None => continue,
+            },
+        };
+        walk.follow(name, link.as_ref())?;
+    }
+    // The path ended in `.`, `..` or `/`: it names the directory reached.
+    openat(walk.cur(), ".", flags, Mode::empty())
+}
+
+/// A walk under way.
+struct Walk<'a> {
+    dir: BorrowedFd<'a>,
+    /// The directories passed through below `dir`, the current one last.
+    dirs: Vec<OwnedFd>,
+    /// The components still to walk, the next one last.
+    todo: Vec<Vec<u8>>,
+    links: usize,
+    in_root: bool,
+    no_symlinks: bool,
+    /// Where the walk started, when it may not leave that mount.
+    start: Option<Mount>,
+}
+
+/// What the last component came to.
+enum Last {
+    Opened(OwnedFd),
+    /// A symlink to follow, with its descriptor if the open returned one.
+    Symlink(Option<OwnedFd>),
+}
+
+impl Walk<'_> {
+    fn cur(&self) -> BorrowedFd<'_> {
+        self.dirs.last().map_or(self.dir, AsFd::as_fd)
+    }
+
+    fn same_mount(&self, fd: &OwnedFd) -> Result<(), Errno> {
+        match self.start {
+            Some(start) if Mount::of(fd.as_fd())? != start => Err(Errno::EXDEV),
+            _ => Ok(()),
         }
-        if part == b".." {
-            if dirs.pop().is_none() && !in_root {
+    }
+
+    /// Queues `path`; an absolute one starts again at `dir`, or fails with
+    /// `EXDEV` under `RESOLVE_BENEATH`.
+    fn queue(&mut self, path: &[u8]) -> Result<(), Errno> {
+        if queue(&mut self.todo, path) {
+            if !self.in_root {
                 return Err(Errno::EXDEV);
             }
-            continue;
+            self.dirs.clear();
         }
-        // The symlink `name` in `cur` is, when it is one to follow, read
-        // through its own descriptor where the walk has one.
-        let link = if last {
-            match openat(cur, name, flags | OFlag::O_NOFOLLOW, Mode::empty()) {
-                Ok(fd) => {
-                    let symlink = file_type(&fstat(&fd)?) == SFlag::S_IFLNK;
-                    if !symlink || flags.contains(OFlag::O_NOFOLLOW) {
-                        same_mount(&fd)?;
-                        return Ok(fd);
-                    }
-                    Some(fd)
-                }
-                // Only a symlink fails so with O_NOFOLLOW added.
-                Err(Errno::ELOOP | Errno::ENOTDIR)
-                    if !flags.contains(OFlag::O_NOFOLLOW) && is_symlink_at(cur, name) =>
-                {
-                    None
-                }
-                Err(e) => return Err(e),
+        Ok(())
+    }
+
+    /// Opens the last component with the caller's flags. Only a symlink
+    /// fails with `ELOOP` (or `ENOTDIR` with `O_DIRECTORY`) for the
+    /// `O_NOFOLLOW` added here, and it is followed unless the caller's own
+    /// flags have `O_NOFOLLOW`; with `O_PATH` it comes back as itself.
+    fn open_last(&self, name: &OsStr, flags: OFlag) -> Result<Last, Errno> {
+        let follow = !flags.contains(OFlag::O_NOFOLLOW);
+        match openat(self.cur(), name, flags | OFlag::O_NOFOLLOW, Mode::empty()) {
+            Ok(fd) if follow && file_type(&fstat(&fd)?) == SFlag::S_IFLNK => Ok(Last::Symlink(Some(fd))),
+            Ok(fd) => {
+                self.same_mount(&fd)?;
+                Ok(Last::Opened(fd))
             }
-        } else {
-            let fd = openat(cur, name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())?;
-            match file_type(&fstat(&fd)?) {
-                SFlag::S_IFDIR => {
-                    same_mount(&fd)?;
-                    if dirs.len() >= MAX_DEPTH {
-                        return Err(Errno::ENAMETOOLONG);
-                    }
-                    dirs.push(fd);
-                    continue;
-                }
-                SFlag::S_IFLNK => Some(fd),
-                _ => return Err(Errno::ENOTDIR),
+            Err(Errno::ELOOP | Errno::ENOTDIR) if follow && is_symlink_at(self.cur(), name) => {
+                Ok(Last::Symlink(None))
             }
-        };
-        links += 1;
-        if no_symlinks || links > MAX_SYMLINKS || fstatfs(cur)?.filesystem_type() == PROC_SUPER_MAGIC {
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Goes into the directory `name`, or returns the symlink it is.
+    fn enter(&mut self, name: &OsStr) -> Result<Option<OwnedFd>, Errno> {
+        let fd =
+            openat(self.cur(), name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())?;
+        match file_type(&fstat(&fd)?) {
+            SFlag::S_IFDIR => {
+                self.same_mount(&fd)?;
+                if self.dirs.len() >= MAX_DEPTH {
+                    return Err(Errno::ENAMETOOLONG);
+                }
+                self.dirs.push(fd);
+                Ok(None)
+            }
+            SFlag::S_IFLNK => Ok(Some(fd)),
+            _ => Err(Errno::ENOTDIR),
+        }
+    }
+
+    /// Follows the symlink `name` in the current directory, read through
+    /// `link`, its own descriptor, where the walk has one.
+    fn follow(&mut self, name: &OsStr, link: Option<&OwnedFd>) -> Result<(), Errno> {
+        self.links += 1;
+        if self.no_symlinks
+            || self.links > MAX_SYMLINKS
+            || fstatfs(self.cur())?.filesystem_type() == PROC_SUPER_MAGIC
+        {
             return Err(Errno::ELOOP);
         }
-        let target = match &link {
+        let target = match link {
             Some(fd) => readlinkat(fd, "")?,
-            None => readlinkat(cur, name)?,
+            None => readlinkat(self.cur(), name)?,
         };
-        let target = target.as_bytes();
         if target.is_empty() {
             return Err(Errno::ENOENT);
         }
-        if queue(&mut todo, target) {
-            if !in_root {
-                return Err(Errno::EXDEV);
-            }
-            dirs.clear();
-        }
+        self.queue(target.as_bytes())
     }
-    // The path ended in `.`, `..` or `/`: it names the directory reached.
-    let cur = dirs.last().map_or(dir, AsFd::as_fd);
-    openat(cur, ".", flags, Mode::empty())
 }
 
 #[cfg(test)]
