@@ -22,9 +22,10 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
+use distrorun_engine::resolve;
 use distrorun_engine::Error;
 use nix::errno::Errno;
-use nix::fcntl::{open, openat2, OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::{open, OFlag, ResolveFlag};
 use nix::sys::stat::{fstat, Mode, SFlag};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -349,7 +350,11 @@ impl Store {
         } else {
             super::archive::decompressed_copy(file, what, max_bytes)?
         };
-        let corrupt = |e: io::Error| Error::msg(format!("{what} is corrupt or truncated: {e}"));
+        // The tar crate quotes bytes of the header it choked on as they are:
+        // escaped, so that the refusal stays one line whatever they hold.
+        let corrupt = |e: io::Error| {
+            Error::msg(format!("{what} is corrupt or truncated: {}", e.to_string().escape_debug()))
+        };
         let mut members = HashMap::new();
         let mut archive = tar::Archive::new(&file);
         for entry in archive.entries_with_seek().map_err(corrupt)? {
@@ -405,16 +410,15 @@ impl Store {
     }
 }
 
-/// `path` beneath the image directory `dir`, through no symlink.
+/// `path` beneath the image directory `dir`, through no symlink
+/// (`openat2`, or its walk before Linux 5.6).
 fn beneath(dir: &OwnedFd, path: &str) -> Result<OwnedFd, Errno> {
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
-        .resolve(
-            ResolveFlag::RESOLVE_BENEATH
-                | ResolveFlag::RESOLVE_NO_SYMLINKS
-                | ResolveFlag::RESOLVE_NO_MAGICLINKS,
-        );
-    openat2(dir, path, how)
+    resolve::open(
+        dir,
+        Path::new(path),
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+    )
 }
 
 /// `fd` as a file, if it is a regular one: a FIFO or a device would never

@@ -20,9 +20,10 @@ pub mod xattr_policy;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
+use distrorun_engine::resolve;
 use distrorun_engine::Error;
 use nix::errno::Errno;
-use nix::fcntl::{open, openat2, OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::{open, OFlag, ResolveFlag};
 use nix::sys::stat::Mode;
 
 pub use unpack::open_in_root;
@@ -41,12 +42,15 @@ pub fn open_distro(dir: &Path, name: &str) -> Result<OwnedFd, Error> {
 
 /// Opens `path` for reading inside the tree `root` as the caller would see
 /// it run there: resolved with `root` as `/`, so that the tree's symlinks,
-/// absolute ones included, cannot lead out of it. Never blocks on a FIFO,
-/// never takes a terminal.
+/// absolute ones included, cannot lead out of it (`openat2`, or before
+/// Linux 5.6 the engine's walk that follows them the same way). Never
+/// blocks on a FIFO, never takes a terminal.
 pub fn open_inside(root: &OwnedFd, path: &Path) -> Result<OwnedFd, Errno> {
     let relative = path.strip_prefix("/").unwrap_or(path);
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    openat2(root, relative, how)
+    resolve::open(
+        root,
+        relative,
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY,
+        ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+    )
 }

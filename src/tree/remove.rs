@@ -3,7 +3,8 @@
 //! of the unpacker.
 //!
 //! Every directory is opened relative to its parent's descriptor with
-//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV)`, so a
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV)` (or,
+//! before Linux 5.6, the engine's walk that means the same), so a
 //! symlink is only ever unlinked, never followed, and a mount point (a bind
 //! mount of the same file system included) is never entered; its device is
 //! checked too. What cannot be removed for that reason is reported.
@@ -13,10 +14,11 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use distrorun_engine::resolve;
 use distrorun_engine::Error;
 use nix::dir::Dir;
 use nix::errno::Errno;
-use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::{OFlag, ResolveFlag};
 use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
@@ -55,12 +57,12 @@ struct Walk {
 }
 
 fn open_subdir(parent: &OwnedFd, name: &OsStr) -> Result<OwnedFd, Errno> {
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
-        .resolve(
-            ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_XDEV,
-        );
-    openat2(parent, name, how)
+    resolve::open(
+        parent,
+        Path::new(name),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_XDEV,
+    )
 }
 
 /// Removes directory `name` in `parent`; `path` names it for the report,

@@ -14,9 +14,10 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
+use distrorun_engine::resolve;
 use distrorun_engine::Error;
 use nix::errno::Errno;
-use nix::fcntl::{openat, openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::{openat, AtFlags, OFlag, ResolveFlag};
 use nix::sys::stat::{fchmod, fstatat, futimens, mkdirat, utimensat, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, linkat, mkfifoat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
@@ -803,12 +804,14 @@ fn split_last(path: &[u8]) -> (&[u8], &[u8]) {
 }
 
 /// Opens `path` below `root` as if `root` were `/`, following no symlink
-/// and no magic link on the way.
+/// and no magic link on the way (`openat2`, or its walk before Linux 5.6).
 pub fn open_in_root(root: &OwnedFd, path: &[u8], flags: OFlag) -> Result<OwnedFd, Errno> {
-    let how = OpenHow::new().flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW).resolve(
+    resolve::open(
+        root,
+        std::path::Path::new(OsStr::from_bytes(path)),
+        flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
         ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS,
-    );
-    openat2(root, OsStr::from_bytes(path), how)
+    )
 }
 
 fn is_dir_at(dir: &OwnedFd, name: &OsStr) -> bool {

@@ -16,6 +16,7 @@ pub mod gpu;
 mod legacy;
 mod log;
 pub mod mount;
+pub mod resolve;
 pub mod rootfs;
 pub mod sys;
 pub mod userdb;
