@@ -289,6 +289,10 @@ impl Ledger {
         let mut ledger = Ledger::new(tree, layers, policy, since);
         for _ in 0..d.u32()? {
             let path = d.bytes()?.to_vec();
+            // Plain components only, as the unpacker writes them.
+            if !path.is_empty() && path.split(|b| *b == b'/').any(|c| matches!(c, b"" | b"." | b"..")) {
+                return None;
+            }
             let (written, displaced) = (d.u16()?, d.u16()?);
             let kind = match d.byte()? {
                 b'd' => {
@@ -672,6 +676,11 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(Ledger::decode(&longer).is_none());
+        for odd in [&b"../x"[..], b"/x", b"a//b", b"a/./b", b"a/"] {
+            let mut bad = Ledger::new(7, vec!["sha256:1".into()], String::new(), 1);
+            bad.wrote_dir(odd, 1, dir(None));
+            assert!(Ledger::decode(&bad.encode()).is_none(), "{} was read", shown(odd));
+        }
     }
 
     #[test]
