@@ -35,6 +35,7 @@ use std::ffi::{CString, OsStr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use distrorun_config::Attrs;
 use nix::errno::Errno;
@@ -179,18 +180,27 @@ pub fn entry_of(dir: &OwnedFd) -> Result<(OwnedFd, CString), Errno> {
 }
 
 /// Binds the tree at `source` (recursively) on `target`, adds `attrs` to
-/// every mount of the copy (the mounts not in `before`), and returns a descriptor of the copy's root.
-/// `entry` is the directory and name `target` was found by: looking the
-/// name up again reaches the mount on top, the new one, which must be the
-/// source itself (the root of a bind is its source).
+/// every mount of the copy (the mounts not in `before`), and returns a
+/// descriptor of the copy's root. `entry` is the directory and name
+/// `target` was found by: looking the name up again reaches the mount on
+/// top, the new one, which must be the source itself (the root of a bind
+/// is its source). `before` is needed only with `attrs`, and is read here
+/// if missing.
 pub fn bind(
     source: OwnedFd,
     target: OwnedFd,
     entry: (OwnedFd, CString),
     attrs: Attrs,
-    before: &[u64],
+    before: Option<Snapshot>,
 ) -> Result<OwnedFd, Errno> {
     let st = fstat(source.as_fd())?;
+    let wanted = ms_flags(attrs);
+    let before = match (wanted.is_empty(), before) {
+        (true, _) => None,
+        (false, Some(before)) => Some(before),
+        (false, None) => Some(snapshot()?),
+    };
+    let foreseen = before.as_ref().and_then(|b| forecast(b, &source, wanted));
     mount(
         Some(proc_fd(&source).as_str()),
         proc_fd(&target).as_str(),
@@ -198,6 +208,8 @@ pub fn bind(
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
     )?;
+    // The namespace has new mounts now, whatever follows.
+    remember(None);
     drop((source, target));
     let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let top = openat(entry.0.as_fd(), entry.1.as_c_str(), flags, Mode::empty())?;
@@ -206,7 +218,9 @@ pub fn bind(
     if (st.st_dev, st.st_ino) != (now.st_dev, now.st_ino) {
         return Err(Errno::EBUSY);
     }
-    add_attrs(&top, attrs, before)?;
+    if let Some(before) = before {
+        add_attrs(&top, wanted, &before, foreseen)?;
+    }
     Ok(top)
 }
 
@@ -242,7 +256,7 @@ pub fn seal_ramfs(ramfs: &OwnedFd, attrs: Attrs) -> Result<(), Errno> {
     remount(ramfs, own_flags(ramfs)? | ms_flags(attrs))
 }
 
-/// One line of `/proc/self/mountinfo`.
+/// One line of `/proc/self/mountinfo`: the fields the older form needs.
 #[derive(Debug, PartialEq, Eq)]
 struct MountLine {
     id: u64,
@@ -251,48 +265,72 @@ struct MountLine {
     flags: MsFlags,
 }
 
-/// The mount ids the last [`add_attrs`] saw, all of this namespace's: what
-/// the next bind starts from, without reading mountinfo once more. Any
-/// other mount made here forgets them.
-static KNOWN: std::sync::Mutex<Option<Vec<u64>>> = std::sync::Mutex::new(None);
+/// The mounts of this namespace at one moment, as mountinfo showed them.
+#[derive(Clone)]
+pub struct Snapshot(Arc<Vec<MountLine>>);
 
-fn remember(ids: Option<Vec<u64>>) {
-    if let Ok(mut known) = KNOWN.lock() {
-        *known = ids;
+impl Snapshot {
+    fn has(&self, id: u64) -> bool {
+        self.0.iter().any(|m| m.id == id)
     }
 }
 
-/// The ids of the mounts in this namespace now.
-pub fn mount_ids() -> Result<Vec<u64>, Errno> {
-    if let Some(ids) = KNOWN.lock().ok().and_then(|k| k.clone()) {
-        return Ok(ids);
+/// What the last [`bind`] checked, all of this namespace's mounts: what the
+/// next bind starts from, without reading mountinfo once more. Any other
+/// mount made here forgets it.
+static KNOWN: std::sync::Mutex<Option<Snapshot>> = std::sync::Mutex::new(None);
+
+fn remember(now: Option<Snapshot>) {
+    if let Ok(mut known) = KNOWN.lock() {
+        *known = now;
     }
-    Ok(read_mountinfo()?.iter().map(|m| m.id).collect())
+}
+
+/// The mounts in this namespace now.
+pub fn snapshot() -> Result<Snapshot, Errno> {
+    if let Some(known) = KNOWN.lock().ok().and_then(|k| k.clone()) {
+        return Ok(known);
+    }
+    Ok(Snapshot(Arc::new(read_mountinfo()?)))
 }
 
 fn read_mountinfo() -> Result<Vec<MountLine>, Errno> {
     use std::io::Read;
-    // One large buffer: procfs reports no size, and each short read makes
-    // the kernel walk the mount list again up to where it stopped.
-    let mut text = Vec::with_capacity(256 << 10);
-    std::fs::File::open("/proc/self/mountinfo")
-        .and_then(|mut f| f.read_to_end(&mut text))
-        .map_err(|e| distrorun_config::errno_of(&e))?;
-    Ok(parse_mountinfo(&text))
+    // Plain reads until the end: procfs reports no size, and each read
+    // returns at most the kernel's one-page buffer, whatever is asked.
+    let mut f = std::fs::File::open("/proc/self/mountinfo").map_err(|e| distrorun_config::errno_of(&e))?;
+    let mut text = vec![0u8; 16 << 10];
+    let mut len = 0;
+    loop {
+        if len == text.len() {
+            text.resize(len * 2, 0);
+        }
+        match f.read(&mut text[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(distrorun_config::errno_of(&e)),
+        }
+    }
+    Ok(parse_mountinfo(&text[..len]))
 }
 
 /// The mounts that are not in `before`: the one among them whose parent is
 /// older (the root of the copy just made), the others, parents first, and
-/// the ids of all mounts now.
-fn new_mounts(before: &[u64]) -> Result<(MountLine, Vec<MountLine>, Vec<u64>), Errno> {
+/// all mounts now.
+fn new_mounts(before: &Snapshot) -> Result<(MountLine, Vec<MountLine>, Snapshot), Errno> {
     let all = read_mountinfo()?;
-    let ids: Vec<u64> = all.iter().map(|m| m.id).collect();
-    let mut new: Vec<MountLine> = all.into_iter().filter(|m| !before.contains(&m.id)).collect();
-    let new_ids: Vec<u64> = new.iter().map(|m| m.id).collect();
-    let mut roots = new.iter().enumerate().filter(|(_, m)| !new_ids.contains(&m.parent)).map(|(i, _)| i);
+    let new: Vec<&MountLine> = all.iter().filter(|m| !before.has(m.id)).collect();
+    let is_new = |id: u64| new.iter().any(|m| m.id == id);
+    let mut roots = new.iter().filter(|m| !is_new(m.parent));
     let (Some(root), None) = (roots.next(), roots.next()) else { return Err(Errno::EBUSY) };
-    let root = new.remove(root);
-    Ok((root, new, ids))
+    let root = MountLine { point: root.point.clone(), ..**root };
+    let below = new
+        .iter()
+        .filter(|m| m.id != root.id)
+        .map(|m| MountLine { point: m.point.clone(), ..**m })
+        .collect();
+    Ok((root, below, Snapshot(Arc::new(all))))
 }
 
 /// A mount with another stacked on its root is out of everyone's reach,
@@ -301,49 +339,145 @@ fn covered(m: &MountLine, all: &[MountLine]) -> bool {
     all.iter().any(|o| o.parent == m.id && o.point == m.point)
 }
 
-/// Adds `attrs` to the mount `top` is the root of and to every mount below
+/// `point` relative to `dir` (no leading `/`, empty for `dir` itself), if
+/// it lies at or below it.
+fn below_dir<'a>(point: &'a [u8], dir: &[u8]) -> Option<&'a [u8]> {
+    if dir == b"/" {
+        return point.strip_prefix(b"/");
+    }
+    match point.strip_prefix(dir)? {
+        [] => Some(&[]),
+        [b'/', rel @ ..] => Some(rel),
+        _ => None,
+    }
+}
+
+/// The remounts a copy of `source` will need, foreseen from the mounts
+/// before the bind: whether the copy's root lacks a flag of `wanted`, and
+/// the paths (relative to it, parents first) of the submounts that do.
+/// Only a forecast, found by the source's path: the copy's own mounts are
+/// read from mountinfo after the remounts, and whatever still lacks a flag
+/// then is remounted as found there.
+struct Forecast {
+    root_lacks: bool,
+    lacking: Vec<Vec<u8>>,
+}
+
+fn forecast(before: &Snapshot, source: &OwnedFd, wanted: MsFlags) -> Option<Forecast> {
+    let path = readlinkat(AT_FDCWD, proc_fd(source).as_str()).ok()?;
+    let path = path.as_bytes();
+    let all = before.0.as_slice();
+    let on = all
+        .iter()
+        .filter(|m| below_dir(path, &m.point).is_some() && !covered(m, all))
+        .max_by_key(|m| m.point.len())?;
+    let mut inside = vec![on.id];
+    let mut lacking = Vec::new();
+    let mut i = 0;
+    while let Some(&parent) = inside.get(i) {
+        i += 1;
+        for m in all.iter().filter(|m| m.parent == parent) {
+            // A bind copies only the submounts below the source directory.
+            let Some(rel) = below_dir(&m.point, path).filter(|r| !r.is_empty()) else { continue };
+            if inside.contains(&m.id) {
+                continue;
+            }
+            inside.push(m.id);
+            if !m.flags.contains(wanted) && !covered(m, all) {
+                lacking.push(rel.to_vec());
+            }
+        }
+    }
+    Some(Forecast { root_lacks: !on.flags.contains(wanted), lacking })
+}
+
+/// Opens mount points below the copy's root by the symlink-refusing walk,
+/// keeping the directory of the last one: sibling submounts (the cgroup
+/// hierarchies under `/sys/fs/cgroup`) are opened from it with one lookup
+/// each. It holds one descriptor more than the walk's, never more than
+/// the walk holds while it opens a path.
+struct Walker<'a> {
+    top: &'a OwnedFd,
+    dir: Option<(Vec<u8>, OwnedFd)>,
+}
+
+impl Walker<'_> {
+    fn open(&mut self, rel: &[u8]) -> Result<OwnedFd, Errno> {
+        let (parent, name) = match rel.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&rel[..i], &rel[i + 1..]),
+            None => (&rel[..0], rel),
+        };
+        if let Some((at, dir)) = &self.dir {
+            if at.as_slice() == parent && !name.is_empty() {
+                let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+                let fd = openat(dir.as_fd(), OsStr::from_bytes(name), flags, Mode::empty())?;
+                return match file_type(&fd)? {
+                    SFlag::S_IFLNK => Err(Errno::ELOOP),
+                    _ => Ok(fd),
+                };
+            }
+        }
+        self.dir = None;
+        let walked = open_beneath(self.top, Path::new(OsStr::from_bytes(rel)), OFlag::O_PATH)?;
+        if let Some((dir, _)) = walked.entry {
+            self.dir = Some((parent.to_vec(), dir));
+        }
+        Ok(walked.fd)
+    }
+}
+
+/// Gives the mount `fd` lies on the flags `wanted` besides its own.
+fn add_to(fd: &OwnedFd, wanted: MsFlags) -> Result<(), Errno> {
+    remount(fd, own_flags(fd)? | wanted)
+}
+
+/// Adds `wanted` to the mount `top` is the root of and to every mount below
 /// it: the mounts that appeared since `before`. Each is remounted with the
 /// flags of the very mount its descriptor lies on (`fstatvfs`) plus
-/// `attrs`, so whatever mount a walk reaches, it only gains flags; and
-/// mountinfo is read again at the end to check that every new mount has
-/// them, so a walk led astray cannot leave one without.
-fn add_attrs(top: &OwnedFd, attrs: Attrs, before: &[u64]) -> Result<(), Errno> {
-    let wanted = ms_flags(attrs);
-    if wanted.is_empty() {
-        remember(None);
+/// `wanted`, so whatever mount a walk reaches, it only gains flags. The
+/// remounts `forecast` foresaw come first, errors and all left to the
+/// check: mountinfo is then read, and every new mount must show `wanted`;
+/// those that do not are remounted as mountinfo names them, with any error
+/// failing the run, and mountinfo is read once more, where every new mount
+/// must show them. A walk led astray cannot leave one without.
+fn add_attrs(top: &OwnedFd, wanted: MsFlags, before: &Snapshot, foreseen: Option<Forecast>) -> Result<(), Errno> {
+    if let Some(plan) = foreseen {
+        if plan.root_lacks {
+            let _ = add_to(top, wanted);
+        }
+        let mut walker = Walker { top, dir: None };
+        for rel in &plan.lacking {
+            if let Ok(fd) = walker.open(rel) {
+                let _ = add_to(&fd, wanted);
+            }
+        }
+    }
+    let (root, below, now) = new_mounts(before)?;
+    let lacks = |m: &&MountLine| !m.flags.contains(wanted);
+    if std::iter::once(&root).chain(below.iter().filter(|m| !covered(m, &below))).all(|m| !lacks(&m)) {
+        remember(Some(now));
         return Ok(());
     }
-    let (root, below, ids) = new_mounts(before)?;
     // Mountinfo names each mount by its id, so a mount it shows with the
     // flags already (most host submounts are nosuid and nodev) is left as
     // it is, with no walk.
-    let mut remounted = false;
-    if !root.flags.contains(wanted) {
-        remount(top, own_flags(top)? | wanted)?;
-        remounted = true;
+    if lacks(&&root) {
+        add_to(top, wanted)?;
     }
-    for m in below.iter().filter(|m| !covered(m, &below) && !m.flags.contains(wanted)) {
-        let rel = m
-            .point
-            .strip_prefix(root.point.as_slice())
-            .filter(|r| r.first() == Some(&b'/') || root.point == b"/")
-            .ok_or(Errno::EINVAL)?;
-        let walked = open_beneath(top, Path::new(OsStr::from_bytes(rel)), OFlag::O_PATH)?;
-        remount(&walked.fd, own_flags(&walked.fd)? | wanted)?;
-        remounted = true;
+    let mut walker = Walker { top, dir: None };
+    for m in below.iter().filter(|m| !covered(m, &below)).filter(lacks) {
+        let rel = below_dir(&m.point, &root.point).filter(|r| !r.is_empty()).ok_or(Errno::EINVAL)?;
+        add_to(&walker.open(rel)?, wanted)?;
     }
-    if !remounted {
-        remember(Some(ids));
-        return Ok(());
-    }
-    let (root, below, ids) = new_mounts(before)?;
+    drop(walker);
+    let (root, below, now) = new_mounts(before)?;
     let lacking = std::iter::once(&root).chain(below.iter().filter(|m| !covered(m, &below)));
     for m in lacking {
         if !m.flags.contains(wanted) {
             return Err(Errno::EBUSY);
         }
     }
-    remember(Some(ids));
+    remember(Some(now));
     Ok(())
 }
 

@@ -130,9 +130,10 @@ enum TreeForm {
     /// A detached copy made by `open_tree`, attributes already set.
     Detached(OwnedFd),
     /// Older kernels: the source, copied and given its attributes when it
-    /// is attached, and the mounts there were before (read now, while the
-    /// run holds fewer descriptors than when it binds).
-    Pending { source: OwnedFd, attrs: Attrs, before: Vec<u64> },
+    /// is attached, and, for a copy that gets attributes, the mounts there
+    /// were before (read when the attributes are set, while the run holds
+    /// fewer descriptors than when it binds).
+    Pending { source: OwnedFd, attrs: Attrs, before: Option<legacy::Snapshot> },
 }
 
 /// A recursive copy of the mount tree at `object`, so that submounts such
@@ -143,7 +144,7 @@ pub fn clone_tree(object: &OwnedFd) -> Result<Tree, Errno> {
         return sys::open_tree(object.as_fd(), flags).map(|fd| Tree(TreeForm::Detached(fd)));
     }
     let source = nix::unistd::dup(object).map_err(|_| Errno::EMFILE)?;
-    Ok(Tree(TreeForm::Pending { source, attrs: Attrs::default(), before: legacy::mount_ids()? }))
+    Ok(Tree(TreeForm::Pending { source, attrs: Attrs::default(), before: None }))
 }
 
 /// [`clone_tree`] of a source that is needed for nothing else, which is
@@ -153,7 +154,7 @@ pub fn clone_owned(object: OwnedFd) -> Result<Tree, Errno> {
     if new_mount_api() {
         return clone_tree(&object);
     }
-    Ok(Tree(TreeForm::Pending { source: object, attrs: Attrs::default(), before: legacy::mount_ids()? }))
+    Ok(Tree(TreeForm::Pending { source: object, attrs: Attrs::default(), before: None }))
 }
 
 /// Adds the attributes to the tree and every submount in it. Attributes are
@@ -162,8 +163,11 @@ pub fn clone_owned(object: OwnedFd) -> Result<Tree, Errno> {
 pub fn set_attrs(tree: &mut Tree, attrs: Attrs) -> Result<(), Errno> {
     match &mut tree.0 {
         TreeForm::Detached(fd) => set_attrs_fd(fd, attrs),
-        TreeForm::Pending { attrs: pending, .. } => {
+        TreeForm::Pending { attrs: pending, before, .. } => {
             *pending = attrs;
+            if !legacy::ms_flags(attrs).is_empty() && before.is_none() {
+                *before = Some(legacy::snapshot()?);
+            }
             Ok(())
         }
     }
@@ -233,7 +237,7 @@ pub fn attach(tree: Tree, target: Target) -> Result<OwnedFd, Errno> {
         }
         TreeForm::Pending { source, attrs, before } => {
             let entry = target.entry.ok_or(Errno::EBUSY)?;
-            legacy::bind(source, target.fd, entry, attrs, &before)
+            legacy::bind(source, target.fd, entry, attrs, before)
         }
     }
 }
@@ -246,7 +250,7 @@ pub fn clone_entry(dir: &OwnedFd, name: &std::ffi::CStr) -> Result<Tree, Errno> 
     }
     let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let source = nix::fcntl::openat(dir.as_fd(), name, flags, nix::sys::stat::Mode::empty())?;
-    Ok(Tree(TreeForm::Pending { source, attrs: Attrs::default(), before: legacy::mount_ids()? }))
+    Ok(Tree(TreeForm::Pending { source, attrs: Attrs::default(), before: None }))
 }
 
 /// A new ramfs, nosuid, nodev and noexec, filled by `fill` and then made
