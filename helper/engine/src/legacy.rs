@@ -15,17 +15,29 @@
 //!   through the same copy and attach code), so propagation is the same:
 //!   every mount of the namespace is already a slave, and so is each copy.
 //! - **Attributes** (`mount_setattr` before 5.12): after the bind, each
-//!   mount of the new tree (the mounts `/proc/self/mountinfo` shows that
-//!   were not there before) is opened by a symlink-refusing walk from the
-//!   tree's root and remounted with `MS_REMOUNT | MS_BIND`, with the flags
-//!   of the mount that descriptor lies on (`fstatvfs`) plus the plan's, as
-//!   bubblewrap does: a flag is only ever added, and the flags a user
-//!   namespace locks are passed back unchanged. Mountinfo is read again to
-//!   check that every new mount has the plan's flags, so a path swapped
-//!   during the walk makes the run fail rather than leave one without.
-//!   (Mount ids of descriptors are not used: `/proc/self/fdinfo` is closed
-//!   to an undumpable process before Linux 5.14, and `statx` has them only
-//!   since 5.8.)
+//!   mount of the new tree that lacks one of the plan's flags is opened by a
+//!   symlink-refusing walk from the tree's root and remounted with
+//!   `MS_REMOUNT | MS_BIND`, with the flags of the mount that descriptor
+//!   lies on (`fstatvfs`) plus the plan's, as bubblewrap does: a flag is
+//!   only ever added, and the flags a user namespace locks are passed back
+//!   unchanged. Which mounts those are is foreseen from the mounts before
+//!   the bind (the source's submounts, found by its path, and their
+//!   flags), since a bind copies each with its flags; siblings are opened
+//!   from their directory, walked once.
+//! - **The check** of the attributes: `/proc/self/mountinfo`, read before
+//!   the first copy, is read again once the copies with the same flags
+//!   made one after another are in place (before a copy with other flags,
+//!   another mount, or the root switch), and every mount it shows that was
+//!   not there before must have those flags. Those that lack one (a mount
+//!   the forecast missed: a source below a copy made since the last read,
+//!   a mount propagated from the host meanwhile) are remounted as mountinfo
+//!   names them, by the symlink-refusing walk from `/`, and mountinfo is
+//!   read once more, where none may lack one: a path swapped during any
+//!   walk makes the run fail rather than leave a mount without a flag.
+//!   Mountinfo names mounts by id, not path, so the check holds whatever
+//!   the walks reached. (Mount ids of descriptors are not used:
+//!   `/proc/self/fdinfo` is closed to an undumpable process before Linux
+//!   5.14, and `statx` has them only since 5.8.)
 //! - **The identity ramfs** (`fsopen`/`fsmount` before 5.2): mounted with
 //!   `mount(2)` on the host's `/proc/sys` in the private namespace, where
 //!   nothing later looks, and detached with the host's root by the root
@@ -180,27 +192,28 @@ pub fn entry_of(dir: &OwnedFd) -> Result<(OwnedFd, CString), Errno> {
 }
 
 /// Binds the tree at `source` (recursively) on `target`, adds `attrs` to
-/// every mount of the copy (the mounts not in `before`), and returns a
-/// descriptor of the copy's root. `entry` is the directory and name
-/// `target` was found by: looking the name up again reaches the mount on
-/// top, the new one, which must be the source itself (the root of a bind
-/// is its source). `before` is needed only with `attrs`, and is read here
-/// if missing.
+/// every mount of the copy, and returns a descriptor of the copy's root.
+/// `entry` is the directory and name `target` was found by: looking the
+/// name up again reaches the mount on top, the new one, which must be the
+/// source itself (the root of a bind is its source).
+///
+/// The copy's mounts are remounted as foreseen from the mounts before the
+/// bind; the check that every one of them has `attrs` is left to
+/// [`settle`], which checks the copies made since the last check at once.
+/// A copy with other attributes settles those first: [`prepare`] does
+/// that before the bind, where it needs fewer descriptors, and this does
+/// it again in case it was not called.
 pub fn bind(
     source: OwnedFd,
     target: OwnedFd,
     entry: (OwnedFd, CString),
     attrs: Attrs,
-    before: Option<Snapshot>,
 ) -> Result<OwnedFd, Errno> {
     let st = fstat(source.as_fd())?;
     let wanted = ms_flags(attrs);
-    let before = match (wanted.is_empty(), before) {
-        (true, _) => None,
-        (false, Some(before)) => Some(before),
-        (false, None) => Some(snapshot()?),
-    };
-    let foreseen = before.as_ref().and_then(|b| forecast(b, &source, wanted));
+    prepare(attrs)?;
+    let foreseen =
+        if wanted.is_empty() { None } else { known().and_then(|before| forecast(&before, &source, wanted)) };
     mount(
         Some(proc_fd(&source).as_str()),
         proc_fd(&target).as_str(),
@@ -208,8 +221,16 @@ pub fn bind(
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
     )?;
-    // The namespace has new mounts now, whatever follows.
-    remember(None);
+    // From here on the namespace has mounts the record has not: they are
+    // checked by the next settle, or, with no attributes to check, the
+    // record is forgotten.
+    with_state(|s| {
+        if wanted.is_empty() {
+            s.known = None;
+        } else {
+            s.unchecked = Some(wanted);
+        }
+    });
     drop((source, target));
     let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let top = openat(entry.0.as_fd(), entry.1.as_c_str(), flags, Mode::empty())?;
@@ -218,23 +239,113 @@ pub fn bind(
     if (st.st_dev, st.st_ino) != (now.st_dev, now.st_ino) {
         return Err(Errno::EBUSY);
     }
-    if let Some(before) = before {
-        add_attrs(&top, wanted, &before, foreseen)?;
+    if let Some(plan) = foreseen {
+        // Errors are left to the check: whatever a remount here missed,
+        // settle finds in mountinfo and remounts as found there.
+        if plan.root_lacks {
+            let _ = add_to(&top, wanted);
+        }
+        let mut walker = Walker { top: &top, dir: None };
+        for rel in &plan.lacking {
+            if let Ok(fd) = walker.open(rel) {
+                let _ = add_to(&fd, wanted);
+            }
+        }
     }
     Ok(top)
+}
+
+/// Readies a copy that is to get `attrs`: checks the copies made since the
+/// last check if theirs differ (or this one has none), and reads the
+/// mounts there are, if not known, for the next bind to start from.
+pub fn prepare(attrs: Attrs) -> Result<(), Errno> {
+    let wanted = ms_flags(attrs);
+    let unchecked = with_state(|s| s.unchecked);
+    if unchecked.is_some() && unchecked != Some(wanted) {
+        settle()?;
+    }
+    if !wanted.is_empty() && known().is_none() {
+        let now = Snapshot(Arc::new(read_mountinfo()?));
+        with_state(|s| s.known = Some(now));
+    }
+    Ok(())
+}
+
+/// Checks the copies made since the last check: every mount mountinfo shows
+/// that was not there then must have the copies' attributes. Those that
+/// lack one (a mount the forecast did not know of) are remounted as
+/// mountinfo names them, by a symlink-refusing walk from `/`, each with its
+/// own flags plus the attributes, and mountinfo is read once more, where
+/// every one of them must have them: a walk led astray cannot leave one
+/// without. A mount with another stacked on its root is out of everyone's
+/// reach, and stays as it is.
+pub fn settle() -> Result<(), Errno> {
+    let (unchecked, before) = with_state(|s| (s.unchecked, s.known.clone()));
+    let Some(wanted) = unchecked else { return Ok(()) };
+    // Copies are only made with a record of the mounts before them.
+    let Some(before) = before else { return Err(Errno::EBUSY) };
+    let all = read_mountinfo()?;
+    let lacking = new_lacking(&before, &all, wanted);
+    let all = if lacking.is_empty() {
+        all
+    } else {
+        for point in &lacking {
+            add_to(&open_from_root(point)?, wanted)?;
+        }
+        let all = read_mountinfo()?;
+        if !new_lacking(&before, &all, wanted).is_empty() {
+            return Err(Errno::EBUSY);
+        }
+        all
+    };
+    with_state(|s| {
+        s.known = Some(Snapshot(Arc::new(all)));
+        s.unchecked = None;
+    });
+    Ok(())
+}
+
+/// The mount points of the mounts in `all` that are not in `before` and
+/// lack a flag of `wanted`, but for those with another new one stacked on
+/// their root, out of everyone's reach.
+fn new_lacking(before: &Snapshot, all: &[MountLine], wanted: MsFlags) -> Vec<Vec<u8>> {
+    let new: Vec<&MountLine> = all.iter().filter(|m| !before.has(m.id)).collect();
+    new.iter()
+        .filter(|m| !m.flags.contains(wanted) && !new.iter().any(|o| o.parent == m.id && o.point == m.point))
+        .map(|m| m.point.clone())
+        .collect()
+}
+
+/// Opens the mount point `point` (from mountinfo, so with no symlink in it)
+/// by the symlink-refusing walk from `/`, holding two descriptors at most.
+fn open_from_root(point: &[u8]) -> Result<OwnedFd, Errno> {
+    let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mut cur = nix::fcntl::open("/", flags | OFlag::O_DIRECTORY, Mode::empty())?;
+    for name in point.split(|&b| b == b'/').filter(|n| !n.is_empty()) {
+        if name == b".." || name == b"." {
+            return Err(Errno::EINVAL);
+        }
+        let next = openat(cur.as_fd(), OsStr::from_bytes(name), flags, Mode::empty())?;
+        if file_type(&next)? == SFlag::S_IFLNK {
+            return Err(Errno::ELOOP);
+        }
+        cur = next;
+    }
+    Ok(cur)
 }
 
 /// Mounts a new ramfs (nosuid, nodev, noexec) where nothing looks once the
 /// mounts are made, and returns its root: the host's `/proc/sys` in this
 /// private namespace, which the root switch detaches with the host's root.
 pub fn ramfs() -> Result<OwnedFd, Errno> {
+    settle()?;
     let proc = open_host(Path::new("/proc"), OFlag::O_PATH | OFlag::O_DIRECTORY)?;
     if fstatfs(proc.as_fd())?.filesystem_type() != PROC_SUPER_MAGIC {
         return Err(Errno::EXDEV);
     }
     let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     let spot = openat(proc.as_fd(), "sys", flags, Mode::empty())?;
-    remember(None);
+    with_state(|s| s.known = None);
     mount(
         Some("ramfs"),
         proc_fd(&spot).as_str(),
@@ -267,7 +378,7 @@ struct MountLine {
 
 /// The mounts of this namespace at one moment, as mountinfo showed them.
 #[derive(Clone)]
-pub struct Snapshot(Arc<Vec<MountLine>>);
+struct Snapshot(Arc<Vec<MountLine>>);
 
 impl Snapshot {
     fn has(&self, id: u64) -> bool {
@@ -275,62 +386,80 @@ impl Snapshot {
     }
 }
 
-/// What the last [`bind`] checked, all of this namespace's mounts: what the
-/// next bind starts from, without reading mountinfo once more. Any other
-/// mount made here forgets it.
-static KNOWN: std::sync::Mutex<Option<Snapshot>> = std::sync::Mutex::new(None);
-
-fn remember(now: Option<Snapshot>) {
-    if let Ok(mut known) = KNOWN.lock() {
-        *known = now;
-    }
+/// What the older form knows of this namespace's mounts: the mounts at the
+/// last check (or read), when no mount made since is unaccounted for, and
+/// the attributes the copies made since then must have, if any.
+struct State {
+    known: Option<Snapshot>,
+    unchecked: Option<MsFlags>,
 }
 
-/// The mounts in this namespace now.
-pub fn snapshot() -> Result<Snapshot, Errno> {
-    if let Some(known) = KNOWN.lock().ok().and_then(|k| k.clone()) {
-        return Ok(known);
-    }
-    Ok(Snapshot(Arc::new(read_mountinfo()?)))
+static STATE: std::sync::Mutex<State> = std::sync::Mutex::new(State { known: None, unchecked: None });
+
+fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> T {
+    // One thread mounts; a poisoned lock still holds a consistent record.
+    let mut state = STATE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    f(&mut state)
+}
+
+fn known() -> Option<Snapshot> {
+    with_state(|s| s.known.clone())
 }
 
 fn read_mountinfo() -> Result<Vec<MountLine>, Errno> {
     use std::io::Read;
-    // Plain reads until the end: procfs reports no size, and each read
-    // returns at most the kernel's one-page buffer, whatever is asked.
+    // Plain reads until the end: procfs reports no size. Each read returns
+    // whole lines, at most the kernel's one-page buffer of them, so lines
+    // are parsed as they come, in a buffer on the stack; a line longer
+    // than it is carried over to the next read.
     let mut f = std::fs::File::open("/proc/self/mountinfo").map_err(|e| distrorun_config::errno_of(&e))?;
-    let mut text = vec![0u8; 16 << 10];
-    let mut len = 0;
+    let mut lines = Vec::with_capacity(64);
+    let mut buf = [0u8; 8192];
+    let mut long: Vec<u8> = Vec::new();
     loop {
-        if len == text.len() {
-            text.resize(len * 2, 0);
-        }
-        match f.read(&mut text[len..]) {
+        let n = match f.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(distrorun_config::errno_of(&e)),
+        };
+        let mut chunk = &buf[..n];
+        if !long.is_empty() {
+            let Some(end) = find_newline(chunk) else {
+                long.extend_from_slice(chunk);
+                continue;
+            };
+            long.extend_from_slice(&chunk[..end]);
+            lines.extend(parse_line(&long));
+            long.clear();
+            chunk = &chunk[end + 1..];
         }
+        while let Some(end) = find_newline(chunk) {
+            lines.extend(parse_line(&chunk[..end]));
+            chunk = &chunk[end + 1..];
+        }
+        long.extend_from_slice(chunk);
     }
-    Ok(parse_mountinfo(&text[..len]))
+    lines.extend(parse_line(&long));
+    Ok(lines)
 }
 
-/// The mounts that are not in `before`: the one among them whose parent is
-/// older (the root of the copy just made), the others, parents first, and
-/// all mounts now.
-fn new_mounts(before: &Snapshot) -> Result<(MountLine, Vec<MountLine>, Snapshot), Errno> {
-    let all = read_mountinfo()?;
-    let new: Vec<&MountLine> = all.iter().filter(|m| !before.has(m.id)).collect();
-    let is_new = |id: u64| new.iter().any(|m| m.id == id);
-    let mut roots = new.iter().filter(|m| !is_new(m.parent));
-    let (Some(root), None) = (roots.next(), roots.next()) else { return Err(Errno::EBUSY) };
-    let root = MountLine { point: root.point.clone(), ..**root };
-    let below = new
-        .iter()
-        .filter(|m| m.id != root.id)
-        .map(|m| MountLine { point: m.point.clone(), ..**m })
-        .collect();
-    Ok((root, below, Snapshot(Arc::new(all))))
+/// The first `\n` in `s`, eight bytes at a time: mountinfo is read once
+/// per group of copies, and most of each line is skipped.
+fn find_newline(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    for word in s.chunks_exact(8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let x = u64::from_le_bytes(w) ^ (ONES * u64::from(b'\n'));
+        if x.wrapping_sub(ONES) & !x & HIGH != 0 {
+            break;
+        }
+        i += 8;
+    }
+    s[i..].iter().position(|&b| b == b'\n').map(|p| i + p)
 }
 
 /// A mount with another stacked on its root is out of everyone's reach,
@@ -365,8 +494,11 @@ struct Forecast {
 
 fn forecast(before: &Snapshot, source: &OwnedFd, wanted: MsFlags) -> Option<Forecast> {
     let path = readlinkat(AT_FDCWD, proc_fd(source).as_str()).ok()?;
-    let path = path.as_bytes();
-    let all = before.0.as_slice();
+    forecast_at(&before.0, path.as_bytes(), wanted)
+}
+
+/// [`forecast`] for a source at `path`, among the mounts `all`.
+fn forecast_at(all: &[MountLine], path: &[u8], wanted: MsFlags) -> Option<Forecast> {
     let on = all
         .iter()
         .filter(|m| below_dir(path, &m.point).is_some() && !covered(m, all))
@@ -410,7 +542,14 @@ impl Walker<'_> {
         if let Some((at, dir)) = &self.dir {
             if at.as_slice() == parent && !name.is_empty() {
                 let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-                let fd = openat(dir.as_fd(), OsStr::from_bytes(name), flags, Mode::empty())?;
+                let name = OsStr::from_bytes(name);
+                // Most mount points are directories, and with O_DIRECTORY a
+                // symlink fails to open (ENOTDIR): no fstat is needed.
+                match openat(dir.as_fd(), name, flags | OFlag::O_DIRECTORY, Mode::empty()) {
+                    Err(Errno::ENOTDIR) => {}
+                    other => return other,
+                }
+                let fd = openat(dir.as_fd(), name, flags, Mode::empty())?;
                 return match file_type(&fd)? {
                     SFlag::S_IFLNK => Err(Errno::ELOOP),
                     _ => Ok(fd),
@@ -429,56 +568,6 @@ impl Walker<'_> {
 /// Gives the mount `fd` lies on the flags `wanted` besides its own.
 fn add_to(fd: &OwnedFd, wanted: MsFlags) -> Result<(), Errno> {
     remount(fd, own_flags(fd)? | wanted)
-}
-
-/// Adds `wanted` to the mount `top` is the root of and to every mount below
-/// it: the mounts that appeared since `before`. Each is remounted with the
-/// flags of the very mount its descriptor lies on (`fstatvfs`) plus
-/// `wanted`, so whatever mount a walk reaches, it only gains flags. The
-/// remounts `forecast` foresaw come first, errors and all left to the
-/// check: mountinfo is then read, and every new mount must show `wanted`;
-/// those that do not are remounted as mountinfo names them, with any error
-/// failing the run, and mountinfo is read once more, where every new mount
-/// must show them. A walk led astray cannot leave one without.
-fn add_attrs(top: &OwnedFd, wanted: MsFlags, before: &Snapshot, foreseen: Option<Forecast>) -> Result<(), Errno> {
-    if let Some(plan) = foreseen {
-        if plan.root_lacks {
-            let _ = add_to(top, wanted);
-        }
-        let mut walker = Walker { top, dir: None };
-        for rel in &plan.lacking {
-            if let Ok(fd) = walker.open(rel) {
-                let _ = add_to(&fd, wanted);
-            }
-        }
-    }
-    let (root, below, now) = new_mounts(before)?;
-    let lacks = |m: &&MountLine| !m.flags.contains(wanted);
-    if std::iter::once(&root).chain(below.iter().filter(|m| !covered(m, &below))).all(|m| !lacks(&m)) {
-        remember(Some(now));
-        return Ok(());
-    }
-    // Mountinfo names each mount by its id, so a mount it shows with the
-    // flags already (most host submounts are nosuid and nodev) is left as
-    // it is, with no walk.
-    if lacks(&&root) {
-        add_to(top, wanted)?;
-    }
-    let mut walker = Walker { top, dir: None };
-    for m in below.iter().filter(|m| !covered(m, &below)).filter(lacks) {
-        let rel = below_dir(&m.point, &root.point).filter(|r| !r.is_empty()).ok_or(Errno::EINVAL)?;
-        add_to(&walker.open(rel)?, wanted)?;
-    }
-    drop(walker);
-    let (root, below, now) = new_mounts(before)?;
-    let lacking = std::iter::once(&root).chain(below.iter().filter(|m| !covered(m, &below)));
-    for m in lacking {
-        if !m.flags.contains(wanted) {
-            return Err(Errno::EBUSY);
-        }
-    }
-    remember(Some(now));
-    Ok(())
 }
 
 /// The per-mount flags of the mount `fd` lies on, atime mode included,
@@ -572,20 +661,22 @@ fn unescape(field: &[u8]) -> Vec<u8> {
     out
 }
 
-fn parse_mountinfo(text: &[u8]) -> Vec<MountLine> {
+/// One line of mountinfo, its first six fields; the rest is not looked at.
+fn parse_line(line: &[u8]) -> Option<MountLine> {
     let num = |f: Option<&[u8]>| f.and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.parse().ok());
-    text.split(|&b| b == b'\n')
-        .filter_map(|line| {
-            let mut fields = line.split(|&b| b == b' ');
-            let id = num(fields.next())?;
-            let parent = num(fields.next())?;
-            let _dev = fields.next()?;
-            let _root = fields.next()?;
-            let point = unescape(fields.next()?);
-            let flags = options_flags(fields.next()?);
-            Some(MountLine { id, parent, point, flags })
-        })
-        .collect()
+    let mut fields = line.splitn(7, |&b| b == b' ');
+    let id = num(fields.next())?;
+    let parent = num(fields.next())?;
+    let _dev = fields.next()?;
+    let _root = fields.next()?;
+    let point = unescape(fields.next()?);
+    let flags = options_flags(fields.next()?);
+    Some(MountLine { id, parent, point, flags })
+}
+
+#[cfg(test)]
+fn parse_mountinfo(text: &[u8]) -> Vec<MountLine> {
+    text.split(|&b| b == b'\n').filter_map(parse_line).collect()
 }
 
 #[cfg(test)]
@@ -625,5 +716,83 @@ mod tests {
         assert_eq!(open_host(Path::new("/proc/self/root/etc"), OFlag::O_PATH).err(), Some(Errno::ELOOP));
         assert!(open_host(Path::new("/etc/passwd"), OFlag::O_RDONLY).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn line(id: u64, parent: u64, point: &str, flags: MsFlags) -> MountLine {
+        MountLine { id, parent, point: point.as_bytes().to_vec(), flags }
+    }
+
+    const KERNEL: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC);
+
+    #[test]
+    fn forecasts_name_the_submounts_below_the_source_that_lack_a_flag() {
+        let none = MsFlags::empty();
+        let all = vec![
+            line(1, 0, "/", none),
+            line(2, 1, "/sys", none),
+            line(3, 2, "/sys/fs/cgroup", none),
+            line(4, 3, "/sys/fs/cgroup/cpu", none),
+            line(5, 3, "/sys/fs/cgroup/pids", KERNEL),
+            // Stacked on 6: only the one on top is in reach.
+            line(6, 2, "/sys/kernel/tracing", none),
+            line(7, 6, "/sys/kernel/tracing", none),
+            line(8, 1, "/home", none),
+        ];
+        let f = forecast_at(&all, b"/sys", KERNEL).unwrap();
+        assert!(f.root_lacks);
+        assert_eq!(
+            f.lacking,
+            vec![b"fs/cgroup".to_vec(), b"fs/cgroup/cpu".to_vec(), b"kernel/tracing".to_vec()]
+        );
+        // A directory of a mount: only what lies below it comes along.
+        let f = forecast_at(&all, b"/sys/fs", KERNEL).unwrap();
+        assert_eq!(f.lacking, vec![b"cgroup".to_vec(), b"cgroup/cpu".to_vec()]);
+        let f = forecast_at(&all, b"/home/u", MsFlags::MS_NOSUID).unwrap();
+        assert!(f.root_lacks);
+        assert!(f.lacking.is_empty());
+        // "/sysx" is not below "/sys".
+        assert_eq!(below_dir(b"/sysx", b"/sys"), None);
+        assert_eq!(below_dir(b"/sys", b"/sys"), Some(&b""[..]));
+        assert_eq!(below_dir(b"/sys/a", b"/"), Some(&b"sys/a"[..]));
+    }
+
+    #[test]
+    fn the_check_finds_every_new_mount_in_reach_that_lacks_a_flag() {
+        let none = MsFlags::empty();
+        let before = Snapshot(Arc::new(vec![line(1, 0, "/", none), line(2, 1, "/sys", none)]));
+        let all = vec![
+            line(1, 0, "/", none),
+            line(2, 1, "/sys", none),
+            line(10, 1, "/r", MsFlags::MS_NOSUID | MsFlags::MS_NODEV),
+            line(11, 10, "/r/sys", KERNEL),
+            line(12, 11, "/r/sys/fs/cgroup", MsFlags::MS_NOSUID),
+            // Covered by 14, which has the flags.
+            line(13, 11, "/r/sys/x", none),
+            line(14, 13, "/r/sys/x", KERNEL),
+        ];
+        assert_eq!(new_lacking(&before, &all, MsFlags::MS_NOSUID), Vec::<Vec<u8>>::new());
+        assert_eq!(new_lacking(&before, &all, KERNEL), vec![b"/r".to_vec(), b"/r/sys/fs/cgroup".to_vec()]);
+    }
+
+    #[test]
+    fn newlines_are_found_a_word_at_a_time_and_in_the_tail() {
+        for len in 0..40 {
+            for at in 0..len {
+                let mut s = vec![b'a'; len];
+                s[at] = b'\n';
+                assert_eq!(find_newline(&s), Some(at), "len {len} at {at}");
+            }
+            assert_eq!(find_newline(&vec![b'a'; len]), None);
+        }
+        // Bytes just above and below the newline are no match.
+        assert_eq!(find_newline(&[0x0b, 0x09, 0x8a, 0xff, 0x0a]), Some(4));
+    }
+
+    #[test]
+    fn this_processs_mountinfo_reads_whole() {
+        let lines = read_mountinfo().unwrap();
+        let text = std::fs::read("/proc/self/mountinfo").unwrap();
+        assert_eq!(lines.len(), text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count());
+        assert!(lines.iter().any(|m| m.point == b"/"));
     }
 }

@@ -86,13 +86,24 @@ pub fn enter(
             privilege.mounting(|| bind_volume(plan, &root, spec, source, log))?;
         }
     }
+    privilege.mounting(|| settle(plan))?;
     if let (Some(staged), Some(prepared)) = (staged_gpu, devices) {
         privilege.mounting(|| gpu::install(plan, &root, &staged, prepared, log))?;
     }
     if let Some(staged) = staged {
         privilege.mounting(|| userdb::install(plan, &root, &staged, log))?;
     }
-    privilege.mounting(|| switch_root(plan, &root))
+    privilege.mounting(|| {
+        settle(plan)?;
+        switch_root(plan, &root)
+    })
+}
+
+/// Checks the flags of the copies not checked yet (older kernels only).
+fn settle(plan: &Plan) -> Result<(), Error> {
+    mount::settle().map_err(|e| {
+        mount::error(format!("check the flags of the mounts made for distro {}", plan.distro), e)
+    })
 }
 
 /// Opens a volume's source on the host and applies the plan's checks to
