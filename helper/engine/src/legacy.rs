@@ -137,15 +137,17 @@ pub fn open_host(path: &Path, last_flags: OFlag) -> Result<OwnedFd, Errno> {
             }
         }
     };
-    let root = || nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty());
     push(&mut stack, path);
-    let mut cur = root()?;
+    // `None` stands for `/`, reached by absolute names, which saves opening
+    // it (and closing it) for every path.
+    let mut cur: Option<OwnedFd> = None;
     let mut opened_last = false;
     let mut links = 0;
     while let Some(name) = stack.pop() {
         let last = stack.is_empty();
         let flags = if last { last_flags | OFlag::O_NOFOLLOW } else { OFlag::O_PATH | OFlag::O_NOFOLLOW };
-        let next = match openat(cur.as_fd(), name.as_os_str(), flags | OFlag::O_CLOEXEC, Mode::empty()) {
+        let (dir, name) = in_dir(cur.as_ref(), &name);
+        let next = match openat(dir, name.as_os_str(), flags | OFlag::O_CLOEXEC, Mode::empty()) {
             // The last component opened for reading or writing: a symlink
             // there fails with ELOOP and is followed below like the others.
             Err(Errno::ELOOP) if last && !last_flags.contains(OFlag::O_PATH) => None,
@@ -155,26 +157,44 @@ pub fn open_host(path: &Path, last_flags: OFlag) -> Result<OwnedFd, Errno> {
         };
         opened_last = false;
         if let Some(fd) = next {
-            cur = fd;
+            cur = Some(fd);
             opened_last = last;
         } else {
             links += 1;
-            if links > MAX_SYMLINKS || fstatfs(cur.as_fd())?.filesystem_type() == PROC_SUPER_MAGIC {
+            let on_proc = match &cur {
+                Some(fd) => fstatfs(fd.as_fd())?,
+                None => nix::sys::statfs::statfs("/")?,
+            }
+            .filesystem_type()
+                == PROC_SUPER_MAGIC;
+            if links > MAX_SYMLINKS || on_proc {
                 return Err(Errno::ELOOP);
             }
-            let target = PathBuf::from(readlinkat(cur.as_fd(), name.as_os_str())?);
+            let target = PathBuf::from(readlinkat(dir, name.as_os_str())?);
             if target.is_absolute() {
-                cur = root()?;
+                cur = None;
             }
             push(&mut stack, &target);
         }
     }
-    if opened_last {
-        return Ok(cur);
+    match cur {
+        Some(fd) if opened_last => Ok(fd),
+        // A path that ends in `/`, `..` or a symlink to a directory names
+        // the directory reached last.
+        Some(fd) => openat(fd.as_fd(), ".", last_flags | OFlag::O_CLOEXEC, Mode::empty()),
+        None => nix::fcntl::open("/", last_flags | OFlag::O_CLOEXEC, Mode::empty()),
     }
-    // A path that ends in `/`, `..` or a symlink to a directory names the
-    // directory reached last.
-    openat(cur.as_fd(), ".", last_flags | OFlag::O_CLOEXEC, Mode::empty())
+}
+
+/// The directory and name by which to open `name` in `dir`, or in `/` for
+/// `None`.
+fn in_dir<'a>(dir: Option<&'a OwnedFd>, name: &OsStr) -> (std::os::fd::BorrowedFd<'a>, std::ffi::OsString) {
+    if let Some(fd) = dir {
+        return (fd.as_fd(), name.to_owned());
+    }
+    let mut abs = std::ffi::OsString::from("/");
+    abs.push(name);
+    (AT_FDCWD, abs)
 }
 
 /// Opens the directory `fd` names again by its name in its parent, which
