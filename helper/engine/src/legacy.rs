@@ -25,17 +25,21 @@
 //!   flags), since a bind copies each with its flags; siblings are opened
 //!   from their directory, walked once.
 //! - **The check** of the attributes: `/proc/self/mountinfo`, read before
-//!   the first copy, is read again once the copies with the same flags
-//!   made one after another are in place (before a copy with other flags,
-//!   another mount, or the root switch), and every mount it shows that was
-//!   not there before must have those flags. Those that lack one (a mount
-//!   the forecast missed: a source below a copy made since the last read,
-//!   a mount propagated from the host meanwhile) are remounted as mountinfo
-//!   names them, by the symlink-refusing walk from `/`, and mountinfo is
-//!   read once more, where none may lack one: a path swapped during any
-//!   walk makes the run fail rather than leave a mount without a flag.
-//!   Mountinfo names mounts by id, not path, so the check holds whatever
-//!   the walks reached. (Mount ids of descriptors are not used:
+//!   the first copy, is read again once the copies are in place (before a
+//!   copy that goes inside one of them, another mount, or the root
+//!   switch), and every mount it shows that was not there before must
+//!   have the flags of the copy it belongs to. Mountinfo lists mounts in
+//!   the order they were made, and no copy went inside another, so the
+//!   root of each copy is one of the new mounts whose parent is older, in
+//!   the order of the copies (each must also lie where its copy went),
+//!   and every other new mount belongs to the root its parents lead to:
+//!   mount ids, not paths, decide. Those that lack a flag (a mount the
+//!   forecast missed: a source below a copy made since the last read) are
+//!   remounted as mountinfo names them, by the symlink-refusing walk from
+//!   `/`, and mountinfo is read once more, where none may lack one. A
+//!   path swapped during any walk makes the run fail rather than leave a
+//!   mount without a flag, and so does a mount the host made meanwhile
+//!   outside the copies. (Mount ids of descriptors are not used:
 //!   `/proc/self/fdinfo` is closed to an undumpable process before Linux
 //!   5.14, and `statx` has them only since 5.8.)
 //! - **The identity ramfs** (`fsopen`/`fsmount` before 5.2): mounted with
@@ -231,7 +235,16 @@ pub fn bind(
 ) -> Result<OwnedFd, Errno> {
     let st = fstat(source.as_fd())?;
     let wanted = ms_flags(attrs);
-    prepare(attrs)?;
+    // What prepare recorded for this copy; without it, where the copy goes
+    // is not known, and every copy not yet checked is checked first.
+    let mut planned = with_state(|s| s.next.take()).filter(|(_, w)| *w == wanted);
+    if planned.is_none() {
+        settle()?;
+        if !wanted.is_empty() {
+            prepare(attrs, Path::new("/"))?;
+            planned = with_state(|s| s.next.take());
+        }
+    }
     let foreseen =
         if wanted.is_empty() { None } else { known().and_then(|before| forecast(&before, &source, wanted)) };
     mount(
@@ -244,12 +257,9 @@ pub fn bind(
     // From here on the namespace has mounts the record has not: they are
     // checked by the next settle, or, with no attributes to check, the
     // record is forgotten.
-    with_state(|s| {
-        if wanted.is_empty() {
-            s.known = None;
-        } else {
-            s.unchecked = Some(wanted);
-        }
+    with_state(|s| match planned {
+        Some(copy) => s.pending.push(copy),
+        None => s.known = None,
     });
     drop((source, target));
     let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
@@ -275,65 +285,116 @@ pub fn bind(
     Ok(top)
 }
 
-/// Readies a copy that is to get `attrs`: checks the copies made since the
-/// last check if theirs differ (or this one has none), and reads the
-/// mounts there are, if not known, for the next bind to start from.
-pub fn prepare(attrs: Attrs) -> Result<(), Errno> {
+/// Readies a copy that is to get `attrs` and to be attached at `inside`
+/// (the path in the new root): checks the copies made since the last check
+/// first if this one has no attributes or goes inside one of them (its
+/// root would then not tell it from that copy), and reads the mounts there
+/// are, if not known, for the next bind to start from.
+pub fn prepare(attrs: Attrs, inside: &Path) -> Result<(), Errno> {
     let wanted = ms_flags(attrs);
-    let unchecked = with_state(|s| s.unchecked);
-    if unchecked.is_some() && unchecked != Some(wanted) {
+    let mut dst = Vec::new();
+    for c in inside.components() {
+        if let Component::Normal(name) = c {
+            dst.push(b'/');
+            dst.extend_from_slice(name.as_bytes());
+        }
+    }
+    if dst.is_empty() {
+        dst.push(b'/');
+    }
+    let nested = with_state(|s| s.pending.iter().any(|(at, _)| below_dir(&dst, at).is_some()));
+    if wanted.is_empty() || nested {
         settle()?;
     }
-    if !wanted.is_empty() && known().is_none() {
-        let now = Snapshot(Arc::new(read_mountinfo()?));
-        with_state(|s| s.known = Some(now));
+    if !wanted.is_empty() {
+        if known().is_none() {
+            let now = Snapshot(Arc::new(read_mountinfo()?));
+            with_state(|s| s.known = Some(now));
+        }
+        with_state(|s| s.next = Some((dst, wanted)));
     }
     Ok(())
 }
 
 /// Checks the copies made since the last check: every mount mountinfo shows
-/// that was not there then must have the copies' attributes. Those that
-/// lack one (a mount the forecast did not know of) are remounted as
-/// mountinfo names them, by a symlink-refusing walk from `/`, each with its
-/// own flags plus the attributes, and mountinfo is read once more, where
-/// every one of them must have them: a walk led astray cannot leave one
+/// that was not there then must have the attributes of the copy it belongs
+/// to. Those that lack one (a mount the forecast did not know of) are
+/// remounted as mountinfo names them, by a symlink-refusing walk from `/`,
+/// each with its own flags plus the attributes, and mountinfo is read once
+/// more, where none may lack one: a walk led astray cannot leave a mount
 /// without. A mount with another stacked on its root is out of everyone's
 /// reach, and stays as it is.
 pub fn settle() -> Result<(), Errno> {
-    let (unchecked, before) = with_state(|s| (s.unchecked, s.known.clone()));
-    let Some(wanted) = unchecked else { return Ok(()) };
+    let (pending, before) = with_state(|s| (s.pending.clone(), s.known.clone()));
+    if pending.is_empty() {
+        return Ok(());
+    }
     // Copies are only made with a record of the mounts before them.
     let Some(before) = before else { return Err(Errno::EBUSY) };
     let all = read_mountinfo()?;
-    let lacking = new_lacking(&before, &all, wanted);
+    let lacking = new_lacking(&before, &all, &pending)?;
     let all = if lacking.is_empty() {
         all
     } else {
-        for point in &lacking {
-            add_to(&open_from_root(point)?, wanted)?;
+        for (point, wanted) in &lacking {
+            add_to(&open_from_root(point)?, *wanted)?;
         }
         let all = read_mountinfo()?;
-        if !new_lacking(&before, &all, wanted).is_empty() {
+        if !new_lacking(&before, &all, &pending)?.is_empty() {
             return Err(Errno::EBUSY);
         }
         all
     };
     with_state(|s| {
         s.known = Some(Snapshot(Arc::new(all)));
-        s.unchecked = None;
+        s.pending.clear();
     });
     Ok(())
 }
 
-/// The mount points of the mounts in `all` that are not in `before` and
-/// lack a flag of `wanted`, but for those with another new one stacked on
-/// their root, out of everyone's reach.
-fn new_lacking(before: &Snapshot, all: &[MountLine], wanted: MsFlags) -> Vec<Vec<u8>> {
+/// The mounts in `all` that are not in `before` and lack a flag of the
+/// copy they belong to, with those flags, but for those with another new
+/// one stacked on their root, out of everyone's reach. `copies` are the
+/// copies made since `before`, in order, each with where it went inside
+/// and its flags. None went inside another (see [`prepare`]), so the root
+/// of each is one of the new mounts whose parent is older, and mountinfo
+/// lists mounts in the order they were made: the roots, in order, are the
+/// copies', in order, and every other new mount belongs to the root its
+/// parents lead to. Anything else (a mount the host made meanwhile, a root
+/// not where its copy went) fails the check.
+fn new_lacking(
+    before: &Snapshot,
+    all: &[MountLine],
+    copies: &[(Vec<u8>, MsFlags)],
+) -> Result<Vec<(Vec<u8>, MsFlags)>, Errno> {
     let new: Vec<&MountLine> = all.iter().filter(|m| !before.has(m.id)).collect();
-    new.iter()
-        .filter(|m| !m.flags.contains(wanted) && !new.iter().any(|o| o.parent == m.id && o.point == m.point))
-        .map(|m| m.point.clone())
-        .collect()
+    let index = |id: u64| new.iter().position(|m| m.id == id);
+    let roots: Vec<usize> = (0..new.len()).filter(|&i| index(new[i].parent).is_none()).collect();
+    if roots.len() != copies.len() {
+        return Err(Errno::EBUSY);
+    }
+    for (&root, (at, _)) in roots.iter().zip(copies) {
+        if at.as_slice() != b"/" && !new[root].point.ends_with(at) {
+            return Err(Errno::EBUSY);
+        }
+    }
+    let mut lacking = Vec::new();
+    for (i, m) in new.iter().enumerate() {
+        let mut top = i;
+        for _ in 0..=new.len() {
+            match index(new[top].parent) {
+                Some(parent) => top = parent,
+                None => break,
+            }
+        }
+        let copy = roots.iter().position(|&r| r == top).ok_or(Errno::EBUSY)?;
+        let wanted = copies[copy].1;
+        let covered = new.iter().any(|o| o.parent == m.id && o.point == m.point);
+        if !covered && !m.flags.contains(wanted) {
+            lacking.push((m.point.clone(), wanted));
+        }
+    }
+    Ok(lacking)
 }
 
 /// Opens the mount point `point` (from mountinfo, so with no symlink in it)
@@ -408,13 +469,18 @@ impl Snapshot {
 
 /// What the older form knows of this namespace's mounts: the mounts at the
 /// last check (or read), when no mount made since is unaccounted for, and
-/// the attributes the copies made since then must have, if any.
+/// the copies made since then, to be checked.
 struct State {
     known: Option<Snapshot>,
-    unchecked: Option<MsFlags>,
+    /// The copies made since, in order: where each went inside, and its
+    /// attributes.
+    pending: Vec<(Vec<u8>, MsFlags)>,
+    /// The copy [`prepare`] readied for the next bind.
+    next: Option<(Vec<u8>, MsFlags)>,
 }
 
-static STATE: std::sync::Mutex<State> = std::sync::Mutex::new(State { known: None, unchecked: None });
+static STATE: std::sync::Mutex<State> =
+    std::sync::Mutex::new(State { known: None, pending: Vec::new(), next: None });
 
 fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> T {
     // One thread mounts; a poisoned lock still holds a consistent record.
@@ -777,21 +843,34 @@ mod tests {
     }
 
     #[test]
-    fn the_check_finds_every_new_mount_in_reach_that_lacks_a_flag() {
+    fn the_check_holds_each_new_mount_to_the_flags_of_its_own_copy() {
         let none = MsFlags::empty();
-        let before = Snapshot(Arc::new(vec![line(1, 0, "/", none), line(2, 1, "/sys", none)]));
-        let all = vec![
+        let nosuid = MsFlags::MS_NOSUID;
+        let before = Snapshot(Arc::new(vec![line(1, 0, "/", none), line(10, 1, "/r", nosuid)]));
+        let copies = vec![(b"/sys".to_vec(), KERNEL), (b"/dev".to_vec(), nosuid)];
+        let mut all = vec![
             line(1, 0, "/", none),
-            line(2, 1, "/sys", none),
-            line(10, 1, "/r", MsFlags::MS_NOSUID | MsFlags::MS_NODEV),
+            line(10, 1, "/r", nosuid),
             line(11, 10, "/r/sys", KERNEL),
-            line(12, 11, "/r/sys/fs/cgroup", MsFlags::MS_NOSUID),
+            line(12, 11, "/r/sys/fs/cgroup", nosuid),
             // Covered by 14, which has the flags.
             line(13, 11, "/r/sys/x", none),
             line(14, 13, "/r/sys/x", KERNEL),
+            line(15, 10, "/r/dev", nosuid),
+            line(16, 15, "/r/dev/pts", nosuid),
+            line(17, 15, "/r/dev/shm", none),
         ];
-        assert_eq!(new_lacking(&before, &all, MsFlags::MS_NOSUID), Vec::<Vec<u8>>::new());
-        assert_eq!(new_lacking(&before, &all, KERNEL), vec![b"/r".to_vec(), b"/r/sys/fs/cgroup".to_vec()]);
+        assert_eq!(
+            new_lacking(&before, &all, &copies),
+            Ok(vec![(b"/r/sys/fs/cgroup".to_vec(), KERNEL), (b"/r/dev/shm".to_vec(), nosuid)])
+        );
+        // The copies in another order than made: their roots are not where
+        // they went.
+        let swapped = vec![copies[1].clone(), copies[0].clone()];
+        assert_eq!(new_lacking(&before, &all, &swapped), Err(Errno::EBUSY));
+        // A mount the host made meanwhile is a root no copy accounts for.
+        all.push(line(18, 1, "/media/stick", none));
+        assert_eq!(new_lacking(&before, &all, &copies), Err(Errno::EBUSY));
     }
 
     #[test]

@@ -157,14 +157,15 @@ pub fn clone_owned(object: OwnedFd) -> Result<Tree, Errno> {
 
 /// Adds the attributes to the tree and every submount in it. Attributes are
 /// only ever added: a flag the host set (and, in a user namespace, locked)
-/// stays set.
-pub fn set_attrs(tree: &mut Tree, attrs: Attrs) -> Result<(), Errno> {
+/// stays set. `inside` is where the tree goes in the new root (`/` for the
+/// root itself), which older kernels need to tell the copies apart.
+pub fn set_attrs(tree: &mut Tree, attrs: Attrs, inside: &Path) -> Result<(), Errno> {
     match &mut tree.0 {
         TreeForm::Detached(fd) => set_attrs_fd(fd, attrs),
         TreeForm::Pending { attrs: pending, .. } => {
             *pending = attrs;
             // Now, while the run holds fewer descriptors than when it binds.
-            legacy::prepare(attrs)
+            legacy::prepare(attrs, inside)
         }
     }
 }
@@ -244,7 +245,7 @@ pub fn clone_entry(dir: &OwnedFd, name: &std::ffi::CStr) -> Result<Tree, Errno> 
         let flags = sys::OPEN_TREE_CLONE | sys::OPEN_TREE_CLOEXEC;
         return sys::open_tree_at(dir.as_fd(), name, flags).map(|fd| Tree(TreeForm::Detached(fd)));
     }
-    legacy::prepare(Attrs::default())?;
+    legacy::prepare(Attrs::default(), Path::new("/"))?;
     let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let source = nix::fcntl::openat(dir.as_fd(), name, flags, nix::sys::stat::Mode::empty())?;
     Ok(Tree(TreeForm::Pending { source, attrs: Attrs::default() }))

@@ -16,7 +16,6 @@
 //! apps, bwrap, flatpak) must work inside.
 
 use std::os::fd::{AsFd, OwnedFd};
-#[cfg(test)]
 use std::path::Path;
 
 use distrorun_config::{MountSpec, Plan, SourceChecks, VolumeOrigin};
@@ -146,7 +145,7 @@ fn check_source(spec: &MountSpec, source: &OwnedFd) -> Result<(), Errno> {
 /// A recursive copy of the distro directory, with the plan's attributes.
 fn clone_root(plan: &Plan, distro_dir: &OwnedFd) -> Result<mount::Tree, Error> {
     let mut tree = mount::clone_tree(distro_dir).map_err(|e| root_error(plan, e))?;
-    mount::set_attrs(&mut tree, plan.root_attrs).map_err(|e| root_error(plan, e))?;
+    mount::set_attrs(&mut tree, plan.root_attrs, Path::new("/")).map_err(|e| root_error(plan, e))?;
     Ok(tree)
 }
 
@@ -174,7 +173,7 @@ fn bind_volume(
 ) -> Result<(), Error> {
     let (src, dst) = (spec.src.display(), spec.dst.display());
     let mut tree = mount::clone_owned(source).map_err(|e| source_error(plan, spec, e))?;
-    mount::set_attrs(&mut tree, spec.attrs)
+    mount::set_attrs(&mut tree, spec.attrs, &spec.dst)
         .map_err(|e| Error::sys(format!("set {} on the copy of {src}", spec.attrs), e))?;
     let target = mount::open_target(root, &spec.dst).map_err(|e| target_error(plan, spec, e))?;
     mount::attach(tree, target).map_err(|e| {
