@@ -101,6 +101,57 @@ per_backend! {
         );
     }
 
+    fn every_mount_inside_has_its_volumes_flags_submounts_included(b) {
+        // A volume whose source has submounts the host made without any
+        // flag, one stacked on another, bound twice with different flags:
+        // each mount of each copy must come out with its volume's flags.
+        let vol = TempDir::new("flagsvol");
+        let sub = vol.join("sub");
+        fs::create_dir(&sub).unwrap();
+        run_host("mount", &["-t", "tmpfs", "-o", "size=1m", "flagsvol", sub.to_str().unwrap()]);
+        let _unmount = HostMount(sub.clone());
+        fs::create_dir(sub.join("deeper")).unwrap();
+        run_host("mount", &["-t", "tmpfs", "-o", "size=1m", "flagsvol", sub.join("deeper").to_str().unwrap()]);
+        let d = TestDistro::with_volumes(
+            "flagsvol",
+            Path::new(GUEST),
+            &format!(r#"["/dev", "/tmp", (src: {0:?}, dst: "/mnt"), (src: {0:?}, dst: "/opt", read_only: true)]"#, vol.str()),
+            "",
+        );
+        let mounts = mountinfo_inside(b, &d);
+        let ids = |m: &MountInfo| -> (String, String) {
+            let mut f = m.line.split(' ');
+            (f.next().unwrap_or_default().to_owned(), f.next().unwrap_or_default().to_owned())
+        };
+        let rules: [(&str, &[&str]); 7] = [
+            ("/", &["nosuid", "nodev"]),
+            ("/proc", &["nosuid", "nodev", "noexec"]),
+            ("/sys", &["nosuid", "nodev", "noexec"]),
+            ("/dev", &["nosuid"]),
+            ("/tmp", &["nosuid", "nodev"]),
+            ("/mnt", &["nosuid", "nodev"]),
+            ("/opt", &["ro", "nosuid", "nodev"]),
+        ];
+        let below = |point: &str, dir: &str| dir == "/" || point == dir || point.starts_with(&format!("{dir}/"));
+        let mut seen = 0;
+        for m in &mounts {
+            // A mount with another stacked on its root is out of reach.
+            let (id, _) = ids(m);
+            if mounts.iter().any(|o| ids(o).1 == id && o.mount_point == m.mount_point) {
+                continue;
+            }
+            let (dir, wanted) = rules.iter().filter(|(dir, _)| below(&m.mount_point, dir)).max_by_key(|(dir, _)| dir.len()).unwrap();
+            let have: Vec<&str> = m.options.split(',').collect();
+            for flag in *wanted {
+                assert!(have.contains(flag), "{} (below {dir}) lacks {flag}:\n{}", m.mount_point, m.line);
+            }
+            if m.mount_point.starts_with("/mnt/sub") || m.mount_point.starts_with("/opt/sub") {
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 4, "the submounts of both copies of the volume:\n{}", mounts.iter().map(|m| m.line.as_str()).collect::<Vec<_>>().join("\n"));
+    }
+
     fn no_mount_inside_is_shared_with_the_host(b) {
         let d = TestDistro::standard("noshared");
         // Something shared under a volume, which a careless copy would keep shared.
@@ -202,5 +253,15 @@ per_backend! {
             let left = host_mounts_under(Path::new(GUEST));
             assert!(left.is_empty(), "killed after {micros} µs, the host has mounts under the guest:\n{}", left.join("\n"));
         }
+    }
+}
+
+/// Unmounts a mount the test made on the host, recursively, however the
+/// test ends.
+struct HostMount(PathBuf);
+
+impl Drop for HostMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").args(["-R", "-l"]).arg(&self.0).status();
     }
 }

@@ -15,17 +15,33 @@
 //!   through the same copy and attach code), so propagation is the same:
 //!   every mount of the namespace is already a slave, and so is each copy.
 //! - **Attributes** (`mount_setattr` before 5.12): after the bind, each
-//!   mount of the new tree (the mounts `/proc/self/mountinfo` shows that
-//!   were not there before) is opened by a symlink-refusing walk from the
-//!   tree's root and remounted with `MS_REMOUNT | MS_BIND`, with the flags
-//!   of the mount that descriptor lies on (`fstatvfs`) plus the plan's, as
-//!   bubblewrap does: a flag is only ever added, and the flags a user
-//!   namespace locks are passed back unchanged. Mountinfo is read again to
-//!   check that every new mount has the plan's flags, so a path swapped
-//!   during the walk makes the run fail rather than leave one without.
-//!   (Mount ids of descriptors are not used: `/proc/self/fdinfo` is closed
-//!   to an undumpable process before Linux 5.14, and `statx` has them only
-//!   since 5.8.)
+//!   mount of the new tree that lacks one of the plan's flags is opened by a
+//!   symlink-refusing walk from the tree's root and remounted with
+//!   `MS_REMOUNT | MS_BIND`, with the flags of the mount that descriptor
+//!   lies on (`fstatvfs`) plus the plan's, as bubblewrap does: a flag is
+//!   only ever added, and the flags a user namespace locks are passed back
+//!   unchanged. Which mounts those are is foreseen from the mounts before
+//!   the bind (the source's submounts, found by its path, and their
+//!   flags), since a bind copies each with its flags; siblings are opened
+//!   from their directory, walked once.
+//! - **The check** of the attributes: `/proc/self/mountinfo`, read before
+//!   the first copy, is read again once the copies are in place (before a
+//!   copy that goes inside one of them, another mount, or the root
+//!   switch), and every mount it shows that was not there before must
+//!   have the flags of the copy it belongs to. Mountinfo lists mounts in
+//!   the order they were made, and no copy went inside another, so the
+//!   root of each copy is one of the new mounts whose parent is older, in
+//!   the order of the copies (each must also lie where its copy went),
+//!   and every other new mount belongs to the root its parents lead to:
+//!   mount ids, not paths, decide. Those that lack a flag (a mount the
+//!   forecast missed: a source below a copy made since the last read) are
+//!   remounted as mountinfo names them, by the symlink-refusing walk from
+//!   `/`, and mountinfo is read once more, where none may lack one. A
+//!   path swapped during any walk makes the run fail rather than leave a
+//!   mount without a flag, and so does a mount the host made meanwhile
+//!   outside the copies. (Mount ids of descriptors are not used:
+//!   `/proc/self/fdinfo` is closed to an undumpable process before Linux
+//!   5.14, and `statx` has them only since 5.8.)
 //! - **The identity ramfs** (`fsopen`/`fsmount` before 5.2): mounted with
 //!   `mount(2)` on the host's `/proc/sys` in the private namespace, where
 //!   nothing later looks, and detached with the host's root by the root
@@ -35,6 +51,7 @@ use std::ffi::{CString, OsStr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use distrorun_config::Attrs;
 use nix::errno::Errno;
@@ -124,15 +141,17 @@ pub fn open_host(path: &Path, last_flags: OFlag) -> Result<OwnedFd, Errno> {
             }
         }
     };
-    let root = || nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty());
     push(&mut stack, path);
-    let mut cur = root()?;
+    // `None` stands for `/`, reached by absolute names, which saves opening
+    // it (and closing it) for every path.
+    let mut cur: Option<OwnedFd> = None;
     let mut opened_last = false;
     let mut links = 0;
     while let Some(name) = stack.pop() {
         let last = stack.is_empty();
         let flags = if last { last_flags | OFlag::O_NOFOLLOW } else { OFlag::O_PATH | OFlag::O_NOFOLLOW };
-        let next = match openat(cur.as_fd(), name.as_os_str(), flags | OFlag::O_CLOEXEC, Mode::empty()) {
+        let (dir, name) = in_dir(cur.as_ref(), &name);
+        let next = match openat(dir, name.as_os_str(), flags | OFlag::O_CLOEXEC, Mode::empty()) {
             // The last component opened for reading or writing: a symlink
             // there fails with ELOOP and is followed below like the others.
             Err(Errno::ELOOP) if last && !last_flags.contains(OFlag::O_PATH) => None,
@@ -142,26 +161,44 @@ pub fn open_host(path: &Path, last_flags: OFlag) -> Result<OwnedFd, Errno> {
         };
         opened_last = false;
         if let Some(fd) = next {
-            cur = fd;
+            cur = Some(fd);
             opened_last = last;
         } else {
             links += 1;
-            if links > MAX_SYMLINKS || fstatfs(cur.as_fd())?.filesystem_type() == PROC_SUPER_MAGIC {
+            let on_proc = match &cur {
+                Some(fd) => fstatfs(fd.as_fd())?,
+                None => nix::sys::statfs::statfs("/")?,
+            }
+            .filesystem_type()
+                == PROC_SUPER_MAGIC;
+            if links > MAX_SYMLINKS || on_proc {
                 return Err(Errno::ELOOP);
             }
-            let target = PathBuf::from(readlinkat(cur.as_fd(), name.as_os_str())?);
+            let target = PathBuf::from(readlinkat(dir, name.as_os_str())?);
             if target.is_absolute() {
-                cur = root()?;
+                cur = None;
             }
             push(&mut stack, &target);
         }
     }
-    if opened_last {
-        return Ok(cur);
+    match cur {
+        Some(fd) if opened_last => Ok(fd),
+        // A path that ends in `/`, `..` or a symlink to a directory names
+        // the directory reached last.
+        Some(fd) => openat(fd.as_fd(), ".", last_flags | OFlag::O_CLOEXEC, Mode::empty()),
+        None => nix::fcntl::open("/", last_flags | OFlag::O_CLOEXEC, Mode::empty()),
     }
-    // A path that ends in `/`, `..` or a symlink to a directory names the
-    // directory reached last.
-    openat(cur.as_fd(), ".", last_flags | OFlag::O_CLOEXEC, Mode::empty())
+}
+
+/// The directory and name by which to open `name` in `dir`, or in `/` for
+/// `None`.
+fn in_dir<'a>(dir: Option<&'a OwnedFd>, name: &OsStr) -> (std::os::fd::BorrowedFd<'a>, std::ffi::OsString) {
+    if let Some(fd) = dir {
+        return (fd.as_fd(), name.to_owned());
+    }
+    let mut abs = std::ffi::OsString::from("/");
+    abs.push(name);
+    (AT_FDCWD, abs)
 }
 
 /// Opens the directory `fd` names again by its name in its parent, which
@@ -179,18 +216,37 @@ pub fn entry_of(dir: &OwnedFd) -> Result<(OwnedFd, CString), Errno> {
 }
 
 /// Binds the tree at `source` (recursively) on `target`, adds `attrs` to
-/// every mount of the copy (the mounts not in `before`), and returns a descriptor of the copy's root.
+/// every mount of the copy, and returns a descriptor of the copy's root.
 /// `entry` is the directory and name `target` was found by: looking the
 /// name up again reaches the mount on top, the new one, which must be the
 /// source itself (the root of a bind is its source).
+///
+/// The copy's mounts are remounted as foreseen from the mounts before the
+/// bind; the check that every one of them has `attrs` is left to
+/// [`settle`], which checks the copies made since the last check at once.
+/// A copy with other attributes settles those first: [`prepare`] does
+/// that before the bind, where it needs fewer descriptors, and this does
+/// it again in case it was not called.
 pub fn bind(
     source: OwnedFd,
     target: OwnedFd,
     entry: (OwnedFd, CString),
     attrs: Attrs,
-    before: &[u64],
 ) -> Result<OwnedFd, Errno> {
     let st = fstat(source.as_fd())?;
+    let wanted = ms_flags(attrs);
+    // What prepare recorded for this copy; without it, where the copy goes
+    // is not known, and every copy not yet checked is checked first.
+    let mut planned = with_state(|s| s.next.take()).filter(|(_, w)| *w == wanted);
+    if planned.is_none() {
+        settle()?;
+        if !wanted.is_empty() {
+            prepare(attrs, Path::new("/"))?;
+            planned = with_state(|s| s.next.take());
+        }
+    }
+    let foreseen =
+        if wanted.is_empty() { None } else { known().and_then(|before| forecast(&before, &source, wanted)) };
     mount(
         Some(proc_fd(&source).as_str()),
         proc_fd(&target).as_str(),
@@ -198,6 +254,13 @@ pub fn bind(
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
     )?;
+    // From here on the namespace has mounts the record has not: they are
+    // checked by the next settle, or, with no attributes to check, the
+    // record is forgotten.
+    with_state(|s| match planned {
+        Some(copy) => s.pending.push(copy),
+        None => s.known = None,
+    });
     drop((source, target));
     let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let top = openat(entry.0.as_fd(), entry.1.as_c_str(), flags, Mode::empty())?;
@@ -206,21 +269,164 @@ pub fn bind(
     if (st.st_dev, st.st_ino) != (now.st_dev, now.st_ino) {
         return Err(Errno::EBUSY);
     }
-    add_attrs(&top, attrs, before)?;
+    if let Some(plan) = foreseen {
+        // Errors are left to the check: whatever a remount here missed,
+        // settle finds in mountinfo and remounts as found there.
+        if plan.root_lacks {
+            let _ = add_to(&top, wanted);
+        }
+        let mut walker = Walker { top: &top, dir: None };
+        for rel in &plan.lacking {
+            if let Ok(fd) = walker.open(rel) {
+                let _ = add_to(&fd, wanted);
+            }
+        }
+    }
     Ok(top)
+}
+
+/// Readies a copy that is to get `attrs` and to be attached at `inside`
+/// (the path in the new root): checks the copies made since the last check
+/// first if this one has no attributes or goes inside one of them (its
+/// root would then not tell it from that copy), and reads the mounts there
+/// are, if not known, for the next bind to start from.
+pub fn prepare(attrs: Attrs, inside: &Path) -> Result<(), Errno> {
+    let wanted = ms_flags(attrs);
+    let mut dst = Vec::new();
+    for c in inside.components() {
+        if let Component::Normal(name) = c {
+            dst.push(b'/');
+            dst.extend_from_slice(name.as_bytes());
+        }
+    }
+    if dst.is_empty() {
+        dst.push(b'/');
+    }
+    let nested = with_state(|s| s.pending.iter().any(|(at, _)| below_dir(&dst, at).is_some()));
+    if wanted.is_empty() || nested {
+        settle()?;
+    }
+    if !wanted.is_empty() {
+        if known().is_none() {
+            let now = Snapshot(Arc::new(read_mountinfo()?));
+            with_state(|s| s.known = Some(now));
+        }
+        with_state(|s| s.next = Some((dst, wanted)));
+    }
+    Ok(())
+}
+
+/// Checks the copies made since the last check: every mount mountinfo shows
+/// that was not there then must have the attributes of the copy it belongs
+/// to. Those that lack one (a mount the forecast did not know of) are
+/// remounted as mountinfo names them, by a symlink-refusing walk from `/`,
+/// each with its own flags plus the attributes, and mountinfo is read once
+/// more, where none may lack one: a walk led astray cannot leave a mount
+/// without. A mount with another stacked on its root is out of everyone's
+/// reach, and stays as it is.
+pub fn settle() -> Result<(), Errno> {
+    let (pending, before) = with_state(|s| (s.pending.clone(), s.known.clone()));
+    if pending.is_empty() {
+        return Ok(());
+    }
+    // Copies are only made with a record of the mounts before them.
+    let Some(before) = before else { return Err(Errno::EBUSY) };
+    let all = read_mountinfo()?;
+    let lacking = new_lacking(&before, &all, &pending)?;
+    let all = if lacking.is_empty() {
+        all
+    } else {
+        for (point, wanted) in &lacking {
+            add_to(&open_from_root(point)?, *wanted)?;
+        }
+        let all = read_mountinfo()?;
+        if !new_lacking(&before, &all, &pending)?.is_empty() {
+            return Err(Errno::EBUSY);
+        }
+        all
+    };
+    with_state(|s| {
+        s.known = Some(Snapshot(Arc::new(all)));
+        s.pending.clear();
+    });
+    Ok(())
+}
+
+/// The mounts in `all` that are not in `before` and lack a flag of the
+/// copy they belong to, with those flags, but for those with another new
+/// one stacked on their root, out of everyone's reach. `copies` are the
+/// copies made since `before`, in order, each with where it went inside
+/// and its flags. None went inside another (see [`prepare`]), so the root
+/// of each is one of the new mounts whose parent is older, and mountinfo
+/// lists mounts in the order they were made: the roots, in order, are the
+/// copies', in order, and every other new mount belongs to the root its
+/// parents lead to. Anything else (a mount the host made meanwhile, a root
+/// not where its copy went) fails the check.
+fn new_lacking(
+    before: &Snapshot,
+    all: &[MountLine],
+    copies: &[(Vec<u8>, MsFlags)],
+) -> Result<Vec<(Vec<u8>, MsFlags)>, Errno> {
+    let new: Vec<&MountLine> = all.iter().filter(|m| !before.has(m.id)).collect();
+    let index = |id: u64| new.iter().position(|m| m.id == id);
+    let roots: Vec<usize> = (0..new.len()).filter(|&i| index(new[i].parent).is_none()).collect();
+    if roots.len() != copies.len() {
+        return Err(Errno::EBUSY);
+    }
+    for (&root, (at, _)) in roots.iter().zip(copies) {
+        if at.as_slice() != b"/" && !new[root].point.ends_with(at) {
+            return Err(Errno::EBUSY);
+        }
+    }
+    let mut lacking = Vec::new();
+    for (i, m) in new.iter().enumerate() {
+        let mut top = i;
+        for _ in 0..=new.len() {
+            match index(new[top].parent) {
+                Some(parent) => top = parent,
+                None => break,
+            }
+        }
+        let copy = roots.iter().position(|&r| r == top).ok_or(Errno::EBUSY)?;
+        let wanted = copies[copy].1;
+        let covered = new.iter().any(|o| o.parent == m.id && o.point == m.point);
+        if !covered && !m.flags.contains(wanted) {
+            lacking.push((m.point.clone(), wanted));
+        }
+    }
+    Ok(lacking)
+}
+
+/// Opens the mount point `point` (from mountinfo, so with no symlink in it)
+/// by the symlink-refusing walk from `/`, holding two descriptors at most.
+fn open_from_root(point: &[u8]) -> Result<OwnedFd, Errno> {
+    let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mut cur = nix::fcntl::open("/", flags | OFlag::O_DIRECTORY, Mode::empty())?;
+    for name in point.split(|&b| b == b'/').filter(|n| !n.is_empty()) {
+        if name == b".." || name == b"." {
+            return Err(Errno::EINVAL);
+        }
+        let next = openat(cur.as_fd(), OsStr::from_bytes(name), flags, Mode::empty())?;
+        if file_type(&next)? == SFlag::S_IFLNK {
+            return Err(Errno::ELOOP);
+        }
+        cur = next;
+    }
+    Ok(cur)
 }
 
 /// Mounts a new ramfs (nosuid, nodev, noexec) where nothing looks once the
 /// mounts are made, and returns its root: the host's `/proc/sys` in this
 /// private namespace, which the root switch detaches with the host's root.
 pub fn ramfs() -> Result<OwnedFd, Errno> {
+    settle()?;
     let proc = open_host(Path::new("/proc"), OFlag::O_PATH | OFlag::O_DIRECTORY)?;
     if fstatfs(proc.as_fd())?.filesystem_type() != PROC_SUPER_MAGIC {
         return Err(Errno::EXDEV);
     }
     let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     let spot = openat(proc.as_fd(), "sys", flags, Mode::empty())?;
-    remember(None);
+    with_state(|s| s.known = None);
     mount(
         Some("ramfs"),
         proc_fd(&spot).as_str(),
@@ -242,7 +448,7 @@ pub fn seal_ramfs(ramfs: &OwnedFd, attrs: Attrs) -> Result<(), Errno> {
     remount(ramfs, own_flags(ramfs)? | ms_flags(attrs))
 }
 
-/// One line of `/proc/self/mountinfo`.
+/// One line of `/proc/self/mountinfo`: the fields the older form needs.
 #[derive(Debug, PartialEq, Eq)]
 struct MountLine {
     id: u64,
@@ -251,48 +457,95 @@ struct MountLine {
     flags: MsFlags,
 }
 
-/// The mount ids the last [`add_attrs`] saw, all of this namespace's: what
-/// the next bind starts from, without reading mountinfo once more. Any
-/// other mount made here forgets them.
-static KNOWN: std::sync::Mutex<Option<Vec<u64>>> = std::sync::Mutex::new(None);
+/// The mounts of this namespace at one moment, as mountinfo showed them.
+#[derive(Clone)]
+struct Snapshot(Arc<Vec<MountLine>>);
 
-fn remember(ids: Option<Vec<u64>>) {
-    if let Ok(mut known) = KNOWN.lock() {
-        *known = ids;
+impl Snapshot {
+    fn has(&self, id: u64) -> bool {
+        self.0.iter().any(|m| m.id == id)
     }
 }
 
-/// The ids of the mounts in this namespace now.
-pub fn mount_ids() -> Result<Vec<u64>, Errno> {
-    if let Some(ids) = KNOWN.lock().ok().and_then(|k| k.clone()) {
-        return Ok(ids);
-    }
-    Ok(read_mountinfo()?.iter().map(|m| m.id).collect())
+/// What the older form knows of this namespace's mounts: the mounts at the
+/// last check (or read), when no mount made since is unaccounted for, and
+/// the copies made since then, to be checked.
+struct State {
+    known: Option<Snapshot>,
+    /// The copies made since, in order: where each went inside, and its
+    /// attributes.
+    pending: Vec<(Vec<u8>, MsFlags)>,
+    /// The copy [`prepare`] readied for the next bind.
+    next: Option<(Vec<u8>, MsFlags)>,
+}
+
+static STATE: std::sync::Mutex<State> =
+    std::sync::Mutex::new(State { known: None, pending: Vec::new(), next: None });
+
+fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> T {
+    // One thread mounts; a poisoned lock still holds a consistent record.
+    let mut state = STATE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    f(&mut state)
+}
+
+fn known() -> Option<Snapshot> {
+    with_state(|s| s.known.clone())
 }
 
 fn read_mountinfo() -> Result<Vec<MountLine>, Errno> {
     use std::io::Read;
-    // One large buffer: procfs reports no size, and each short read makes
-    // the kernel walk the mount list again up to where it stopped.
-    let mut text = Vec::with_capacity(256 << 10);
-    std::fs::File::open("/proc/self/mountinfo")
-        .and_then(|mut f| f.read_to_end(&mut text))
-        .map_err(|e| distrorun_config::errno_of(&e))?;
-    Ok(parse_mountinfo(&text))
+    // Plain reads until the end: procfs reports no size. Each read returns
+    // whole lines, at most the kernel's one-page buffer of them, so lines
+    // are parsed as they come, in a buffer on the stack; a line longer
+    // than it is carried over to the next read.
+    let mut f = std::fs::File::open("/proc/self/mountinfo").map_err(|e| distrorun_config::errno_of(&e))?;
+    let mut lines = Vec::with_capacity(64);
+    let mut buf = [0u8; 8192];
+    let mut long: Vec<u8> = Vec::new();
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(distrorun_config::errno_of(&e)),
+        };
+        let mut chunk = &buf[..n];
+        if !long.is_empty() {
+            let Some(end) = find_newline(chunk) else {
+                long.extend_from_slice(chunk);
+                continue;
+            };
+            long.extend_from_slice(&chunk[..end]);
+            lines.extend(parse_line(&long));
+            long.clear();
+            chunk = &chunk[end + 1..];
+        }
+        while let Some(end) = find_newline(chunk) {
+            lines.extend(parse_line(&chunk[..end]));
+            chunk = &chunk[end + 1..];
+        }
+        long.extend_from_slice(chunk);
+    }
+    lines.extend(parse_line(&long));
+    Ok(lines)
 }
 
-/// The mounts that are not in `before`: the one among them whose parent is
-/// older (the root of the copy just made), the others, parents first, and
-/// the ids of all mounts now.
-fn new_mounts(before: &[u64]) -> Result<(MountLine, Vec<MountLine>, Vec<u64>), Errno> {
-    let all = read_mountinfo()?;
-    let ids: Vec<u64> = all.iter().map(|m| m.id).collect();
-    let mut new: Vec<MountLine> = all.into_iter().filter(|m| !before.contains(&m.id)).collect();
-    let new_ids: Vec<u64> = new.iter().map(|m| m.id).collect();
-    let mut roots = new.iter().enumerate().filter(|(_, m)| !new_ids.contains(&m.parent)).map(|(i, _)| i);
-    let (Some(root), None) = (roots.next(), roots.next()) else { return Err(Errno::EBUSY) };
-    let root = new.remove(root);
-    Ok((root, new, ids))
+/// The first `\n` in `s`, eight bytes at a time: mountinfo is read once
+/// per group of copies, and most of each line is skipped.
+fn find_newline(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    for word in s.chunks_exact(8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let x = u64::from_le_bytes(w) ^ (ONES * u64::from(b'\n'));
+        if x.wrapping_sub(ONES) & !x & HIGH != 0 {
+            break;
+        }
+        i += 8;
+    }
+    s[i..].iter().position(|&b| b == b'\n').map(|p| i + p)
 }
 
 /// A mount with another stacked on its root is out of everyone's reach,
@@ -301,50 +554,106 @@ fn covered(m: &MountLine, all: &[MountLine]) -> bool {
     all.iter().any(|o| o.parent == m.id && o.point == m.point)
 }
 
-/// Adds `attrs` to the mount `top` is the root of and to every mount below
-/// it: the mounts that appeared since `before`. Each is remounted with the
-/// flags of the very mount its descriptor lies on (`fstatvfs`) plus
-/// `attrs`, so whatever mount a walk reaches, it only gains flags; and
-/// mountinfo is read again at the end to check that every new mount has
-/// them, so a walk led astray cannot leave one without.
-fn add_attrs(top: &OwnedFd, attrs: Attrs, before: &[u64]) -> Result<(), Errno> {
-    let wanted = ms_flags(attrs);
-    if wanted.is_empty() {
-        remember(None);
-        return Ok(());
+/// `point` relative to `dir` (no leading `/`, empty for `dir` itself), if
+/// it lies at or below it.
+fn below_dir<'a>(point: &'a [u8], dir: &[u8]) -> Option<&'a [u8]> {
+    if dir == b"/" {
+        return point.strip_prefix(b"/");
     }
-    let (root, below, ids) = new_mounts(before)?;
-    // Mountinfo names each mount by its id, so a mount it shows with the
-    // flags already (most host submounts are nosuid and nodev) is left as
-    // it is, with no walk.
-    let mut remounted = false;
-    if !root.flags.contains(wanted) {
-        remount(top, own_flags(top)? | wanted)?;
-        remounted = true;
+    match point.strip_prefix(dir)? {
+        [] => Some(&[]),
+        [b'/', rel @ ..] => Some(rel),
+        _ => None,
     }
-    for m in below.iter().filter(|m| !covered(m, &below) && !m.flags.contains(wanted)) {
-        let rel = m
-            .point
-            .strip_prefix(root.point.as_slice())
-            .filter(|r| r.first() == Some(&b'/') || root.point == b"/")
-            .ok_or(Errno::EINVAL)?;
-        let walked = open_beneath(top, Path::new(OsStr::from_bytes(rel)), OFlag::O_PATH)?;
-        remount(&walked.fd, own_flags(&walked.fd)? | wanted)?;
-        remounted = true;
-    }
-    if !remounted {
-        remember(Some(ids));
-        return Ok(());
-    }
-    let (root, below, ids) = new_mounts(before)?;
-    let lacking = std::iter::once(&root).chain(below.iter().filter(|m| !covered(m, &below)));
-    for m in lacking {
-        if !m.flags.contains(wanted) {
-            return Err(Errno::EBUSY);
+}
+
+/// The remounts a copy of `source` will need, foreseen from the mounts
+/// before the bind: whether the copy's root lacks a flag of `wanted`, and
+/// the paths (relative to it, parents first) of the submounts that do.
+/// Only a forecast, found by the source's path: the copy's own mounts are
+/// read from mountinfo after the remounts, and whatever still lacks a flag
+/// then is remounted as found there.
+struct Forecast {
+    root_lacks: bool,
+    lacking: Vec<Vec<u8>>,
+}
+
+fn forecast(before: &Snapshot, source: &OwnedFd, wanted: MsFlags) -> Option<Forecast> {
+    let path = readlinkat(AT_FDCWD, proc_fd(source).as_str()).ok()?;
+    forecast_at(&before.0, path.as_bytes(), wanted)
+}
+
+/// [`forecast`] for a source at `path`, among the mounts `all`.
+fn forecast_at(all: &[MountLine], path: &[u8], wanted: MsFlags) -> Option<Forecast> {
+    let on = all
+        .iter()
+        .filter(|m| below_dir(path, &m.point).is_some() && !covered(m, all))
+        .max_by_key(|m| m.point.len())?;
+    let mut inside = vec![on.id];
+    let mut lacking = Vec::new();
+    let mut i = 0;
+    while let Some(&parent) = inside.get(i) {
+        i += 1;
+        for m in all.iter().filter(|m| m.parent == parent) {
+            // A bind copies only the submounts below the source directory.
+            let Some(rel) = below_dir(&m.point, path).filter(|r| !r.is_empty()) else { continue };
+            if inside.contains(&m.id) {
+                continue;
+            }
+            inside.push(m.id);
+            if !m.flags.contains(wanted) && !covered(m, all) {
+                lacking.push(rel.to_vec());
+            }
         }
     }
-    remember(Some(ids));
-    Ok(())
+    Some(Forecast { root_lacks: !on.flags.contains(wanted), lacking })
+}
+
+/// Opens mount points below the copy's root by the symlink-refusing walk,
+/// keeping the directory of the last one: sibling submounts (the cgroup
+/// hierarchies under `/sys/fs/cgroup`) are opened from it with one lookup
+/// each. It holds one descriptor more than the walk's, never more than
+/// the walk holds while it opens a path.
+struct Walker<'a> {
+    top: &'a OwnedFd,
+    dir: Option<(Vec<u8>, OwnedFd)>,
+}
+
+impl Walker<'_> {
+    fn open(&mut self, rel: &[u8]) -> Result<OwnedFd, Errno> {
+        let (parent, name) = match rel.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&rel[..i], &rel[i + 1..]),
+            None => (&rel[..0], rel),
+        };
+        if let Some((at, dir)) = &self.dir {
+            if at.as_slice() == parent && !name.is_empty() {
+                let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+                let name = OsStr::from_bytes(name);
+                // Most mount points are directories, and with O_DIRECTORY a
+                // symlink fails to open (ENOTDIR): no fstat is needed.
+                match openat(dir.as_fd(), name, flags | OFlag::O_DIRECTORY, Mode::empty()) {
+                    Err(Errno::ENOTDIR) => {}
+                    other => return other,
+                }
+                let fd = openat(dir.as_fd(), name, flags, Mode::empty())?;
+                return match file_type(&fd)? {
+                    SFlag::S_IFLNK => Err(Errno::ELOOP),
+                    _ => Ok(fd),
+                };
+            }
+        }
+        self.dir = None;
+        let walked = open_beneath(self.top, Path::new(OsStr::from_bytes(rel)), OFlag::O_PATH)?;
+        if let Some((dir, _)) = walked.entry {
+            self.dir = Some((parent.to_vec(), dir));
+        }
+        Ok(walked.fd)
+    }
+}
+
+/// Gives the mount `fd` lies on the flags `wanted` besides its own.
+fn add_to(fd: &OwnedFd, wanted: MsFlags) -> Result<(), Errno> {
+    remount(fd, own_flags(fd)? | wanted)
 }
 
 /// The per-mount flags of the mount `fd` lies on, atime mode included,
@@ -438,20 +747,22 @@ fn unescape(field: &[u8]) -> Vec<u8> {
     out
 }
 
-fn parse_mountinfo(text: &[u8]) -> Vec<MountLine> {
+/// One line of mountinfo, its first six fields; the rest is not looked at.
+fn parse_line(line: &[u8]) -> Option<MountLine> {
     let num = |f: Option<&[u8]>| f.and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.parse().ok());
-    text.split(|&b| b == b'\n')
-        .filter_map(|line| {
-            let mut fields = line.split(|&b| b == b' ');
-            let id = num(fields.next())?;
-            let parent = num(fields.next())?;
-            let _dev = fields.next()?;
-            let _root = fields.next()?;
-            let point = unescape(fields.next()?);
-            let flags = options_flags(fields.next()?);
-            Some(MountLine { id, parent, point, flags })
-        })
-        .collect()
+    let mut fields = line.splitn(7, |&b| b == b' ');
+    let id = num(fields.next())?;
+    let parent = num(fields.next())?;
+    let _dev = fields.next()?;
+    let _root = fields.next()?;
+    let point = unescape(fields.next()?);
+    let flags = options_flags(fields.next()?);
+    Some(MountLine { id, parent, point, flags })
+}
+
+#[cfg(test)]
+fn parse_mountinfo(text: &[u8]) -> Vec<MountLine> {
+    text.split(|&b| b == b'\n').filter_map(parse_line).collect()
 }
 
 #[cfg(test)]
@@ -491,5 +802,96 @@ mod tests {
         assert_eq!(open_host(Path::new("/proc/self/root/etc"), OFlag::O_PATH).err(), Some(Errno::ELOOP));
         assert!(open_host(Path::new("/etc/passwd"), OFlag::O_RDONLY).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn line(id: u64, parent: u64, point: &str, flags: MsFlags) -> MountLine {
+        MountLine { id, parent, point: point.as_bytes().to_vec(), flags }
+    }
+
+    const KERNEL: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC);
+
+    #[test]
+    fn forecasts_name_the_submounts_below_the_source_that_lack_a_flag() {
+        let none = MsFlags::empty();
+        let all = vec![
+            line(1, 0, "/", none),
+            line(2, 1, "/sys", none),
+            line(3, 2, "/sys/fs/cgroup", none),
+            line(4, 3, "/sys/fs/cgroup/cpu", none),
+            line(5, 3, "/sys/fs/cgroup/pids", KERNEL),
+            // Stacked on 6: only the one on top is in reach.
+            line(6, 2, "/sys/kernel/tracing", none),
+            line(7, 6, "/sys/kernel/tracing", none),
+            line(8, 1, "/home", none),
+        ];
+        let f = forecast_at(&all, b"/sys", KERNEL).unwrap();
+        assert!(f.root_lacks);
+        assert_eq!(
+            f.lacking,
+            vec![b"fs/cgroup".to_vec(), b"fs/cgroup/cpu".to_vec(), b"kernel/tracing".to_vec()]
+        );
+        // A directory of a mount: only what lies below it comes along.
+        let f = forecast_at(&all, b"/sys/fs", KERNEL).unwrap();
+        assert_eq!(f.lacking, vec![b"cgroup".to_vec(), b"cgroup/cpu".to_vec()]);
+        let f = forecast_at(&all, b"/home/u", MsFlags::MS_NOSUID).unwrap();
+        assert!(f.root_lacks);
+        assert!(f.lacking.is_empty());
+        // "/sysx" is not below "/sys".
+        assert_eq!(below_dir(b"/sysx", b"/sys"), None);
+        assert_eq!(below_dir(b"/sys", b"/sys"), Some(&b""[..]));
+        assert_eq!(below_dir(b"/sys/a", b"/"), Some(&b"sys/a"[..]));
+    }
+
+    #[test]
+    fn the_check_holds_each_new_mount_to_the_flags_of_its_own_copy() {
+        let none = MsFlags::empty();
+        let nosuid = MsFlags::MS_NOSUID;
+        let before = Snapshot(Arc::new(vec![line(1, 0, "/", none), line(10, 1, "/r", nosuid)]));
+        let copies = vec![(b"/sys".to_vec(), KERNEL), (b"/dev".to_vec(), nosuid)];
+        let mut all = vec![
+            line(1, 0, "/", none),
+            line(10, 1, "/r", nosuid),
+            line(11, 10, "/r/sys", KERNEL),
+            line(12, 11, "/r/sys/fs/cgroup", nosuid),
+            // Covered by 14, which has the flags.
+            line(13, 11, "/r/sys/x", none),
+            line(14, 13, "/r/sys/x", KERNEL),
+            line(15, 10, "/r/dev", nosuid),
+            line(16, 15, "/r/dev/pts", nosuid),
+            line(17, 15, "/r/dev/shm", none),
+        ];
+        assert_eq!(
+            new_lacking(&before, &all, &copies),
+            Ok(vec![(b"/r/sys/fs/cgroup".to_vec(), KERNEL), (b"/r/dev/shm".to_vec(), nosuid)])
+        );
+        // The copies in another order than made: their roots are not where
+        // they went.
+        let swapped = vec![copies[1].clone(), copies[0].clone()];
+        assert_eq!(new_lacking(&before, &all, &swapped), Err(Errno::EBUSY));
+        // A mount the host made meanwhile is a root no copy accounts for.
+        all.push(line(18, 1, "/media/stick", none));
+        assert_eq!(new_lacking(&before, &all, &copies), Err(Errno::EBUSY));
+    }
+
+    #[test]
+    fn newlines_are_found_a_word_at_a_time_and_in_the_tail() {
+        for len in 0..40 {
+            for at in 0..len {
+                let mut s = vec![b'a'; len];
+                s[at] = b'\n';
+                assert_eq!(find_newline(&s), Some(at), "len {len} at {at}");
+            }
+            assert_eq!(find_newline(&vec![b'a'; len]), None);
+        }
+        // Bytes just above and below the newline are no match.
+        assert_eq!(find_newline(&[0x0b, 0x09, 0x8a, 0xff, 0x0a]), Some(4));
+    }
+
+    #[test]
+    fn this_processs_mountinfo_reads_whole() {
+        let lines = read_mountinfo().unwrap();
+        let text = std::fs::read("/proc/self/mountinfo").unwrap();
+        assert_eq!(lines.len(), text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count());
+        assert!(lines.iter().any(|m| m.point == b"/"));
     }
 }

@@ -130,9 +130,8 @@ enum TreeForm {
     /// A detached copy made by `open_tree`, attributes already set.
     Detached(OwnedFd),
     /// Older kernels: the source, copied and given its attributes when it
-    /// is attached, and the mounts there were before (read now, while the
-    /// run holds fewer descriptors than when it binds).
-    Pending { source: OwnedFd, attrs: Attrs, before: Vec<u64> },
+    /// is attached.
+    Pending { source: OwnedFd, attrs: Attrs },
 }
 
 /// A recursive copy of the mount tree at `object`, so that submounts such
@@ -143,7 +142,7 @@ pub fn clone_tree(object: &OwnedFd) -> Result<Tree, Errno> {
         return sys::open_tree(object.as_fd(), flags).map(|fd| Tree(TreeForm::Detached(fd)));
     }
     let source = nix::unistd::dup(object).map_err(|_| Errno::EMFILE)?;
-    Ok(Tree(TreeForm::Pending { source, attrs: Attrs::default(), before: legacy::mount_ids()? }))
+    Ok(Tree(TreeForm::Pending { source, attrs: Attrs::default() }))
 }
 
 /// [`clone_tree`] of a source that is needed for nothing else, which is
@@ -153,18 +152,20 @@ pub fn clone_owned(object: OwnedFd) -> Result<Tree, Errno> {
     if new_mount_api() {
         return clone_tree(&object);
     }
-    Ok(Tree(TreeForm::Pending { source: object, attrs: Attrs::default(), before: legacy::mount_ids()? }))
+    Ok(Tree(TreeForm::Pending { source: object, attrs: Attrs::default() }))
 }
 
 /// Adds the attributes to the tree and every submount in it. Attributes are
 /// only ever added: a flag the host set (and, in a user namespace, locked)
-/// stays set.
-pub fn set_attrs(tree: &mut Tree, attrs: Attrs) -> Result<(), Errno> {
+/// stays set. `inside` is where the tree goes in the new root (`/` for the
+/// root itself), which older kernels need to tell the copies apart.
+pub fn set_attrs(tree: &mut Tree, attrs: Attrs, inside: &Path) -> Result<(), Errno> {
     match &mut tree.0 {
         TreeForm::Detached(fd) => set_attrs_fd(fd, attrs),
         TreeForm::Pending { attrs: pending, .. } => {
             *pending = attrs;
-            Ok(())
+            // Now, while the run holds fewer descriptors than when it binds.
+            legacy::prepare(attrs, inside)
         }
     }
 }
@@ -231,9 +232,9 @@ pub fn attach(tree: Tree, target: Target) -> Result<OwnedFd, Errno> {
             sys::move_mount(fd.as_fd(), target.fd.as_fd())?;
             Ok(fd)
         }
-        TreeForm::Pending { source, attrs, before } => {
+        TreeForm::Pending { source, attrs } => {
             let entry = target.entry.ok_or(Errno::EBUSY)?;
-            legacy::bind(source, target.fd, entry, attrs, &before)
+            legacy::bind(source, target.fd, entry, attrs)
         }
     }
 }
@@ -244,9 +245,21 @@ pub fn clone_entry(dir: &OwnedFd, name: &std::ffi::CStr) -> Result<Tree, Errno> 
         let flags = sys::OPEN_TREE_CLONE | sys::OPEN_TREE_CLOEXEC;
         return sys::open_tree_at(dir.as_fd(), name, flags).map(|fd| Tree(TreeForm::Detached(fd)));
     }
+    legacy::prepare(Attrs::default(), Path::new("/"))?;
     let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let source = nix::fcntl::openat(dir.as_fd(), name, flags, nix::sys::stat::Mode::empty())?;
-    Ok(Tree(TreeForm::Pending { source, attrs: Attrs::default(), before: legacy::mount_ids()? }))
+    Ok(Tree(TreeForm::Pending { source, attrs: Attrs::default() }))
+}
+
+/// Older kernels check the attributes of several copies at once (see
+/// [`crate::legacy`]): this checks those not checked yet, and must run
+/// before the new root is entered. With the new mount API every copy has
+/// its attributes before it is attached, and this does nothing.
+pub fn settle() -> Result<(), Errno> {
+    if new_mount_api() {
+        return Ok(());
+    }
+    legacy::settle()
 }
 
 /// A new ramfs, nosuid, nodev and noexec, filled by `fill` and then made

@@ -16,7 +16,6 @@
 //! apps, bwrap, flatpak) must work inside.
 
 use std::os::fd::{AsFd, OwnedFd};
-#[cfg(test)]
 use std::path::Path;
 
 use distrorun_config::{MountSpec, Plan, SourceChecks, VolumeOrigin};
@@ -86,13 +85,24 @@ pub fn enter(
             privilege.mounting(|| bind_volume(plan, &root, spec, source, log))?;
         }
     }
+    privilege.mounting(|| settle(plan))?;
     if let (Some(staged), Some(prepared)) = (staged_gpu, devices) {
         privilege.mounting(|| gpu::install(plan, &root, &staged, prepared, log))?;
     }
     if let Some(staged) = staged {
         privilege.mounting(|| userdb::install(plan, &root, &staged, log))?;
     }
-    privilege.mounting(|| switch_root(plan, &root))
+    privilege.mounting(|| {
+        settle(plan)?;
+        switch_root(plan, &root)
+    })
+}
+
+/// Checks the flags of the copies not checked yet (older kernels only).
+fn settle(plan: &Plan) -> Result<(), Error> {
+    mount::settle().map_err(|e| {
+        mount::error(format!("check the flags of the mounts made for distro {}", plan.distro), e)
+    })
 }
 
 /// Opens a volume's source on the host and applies the plan's checks to
@@ -135,7 +145,7 @@ fn check_source(spec: &MountSpec, source: &OwnedFd) -> Result<(), Errno> {
 /// A recursive copy of the distro directory, with the plan's attributes.
 fn clone_root(plan: &Plan, distro_dir: &OwnedFd) -> Result<mount::Tree, Error> {
     let mut tree = mount::clone_tree(distro_dir).map_err(|e| root_error(plan, e))?;
-    mount::set_attrs(&mut tree, plan.root_attrs).map_err(|e| root_error(plan, e))?;
+    mount::set_attrs(&mut tree, plan.root_attrs, Path::new("/")).map_err(|e| root_error(plan, e))?;
     Ok(tree)
 }
 
@@ -163,7 +173,7 @@ fn bind_volume(
 ) -> Result<(), Error> {
     let (src, dst) = (spec.src.display(), spec.dst.display());
     let mut tree = mount::clone_owned(source).map_err(|e| source_error(plan, spec, e))?;
-    mount::set_attrs(&mut tree, spec.attrs)
+    mount::set_attrs(&mut tree, spec.attrs, &spec.dst)
         .map_err(|e| Error::sys(format!("set {} on the copy of {src}", spec.attrs), e))?;
     let target = mount::open_target(root, &spec.dst).map_err(|e| target_error(plan, spec, e))?;
     mount::attach(tree, target).map_err(|e| {
