@@ -180,6 +180,21 @@ per_backend! {
         assert!(err.contains("skipped hook nvidia-cdi-hook enable-cuda-compat"), "{}", out.report());
     }
 
+    /// On a kernel without the new mount API the driver cannot be shown
+    /// inside: refused with the reason, before anything is mounted or run.
+    fn devices_before_linux_5_12_are_refused_with_the_reason(b) {
+        let _g = setup();
+        let d = TestDistro::standard("gpu-old");
+        for opts in [&["--gpu"][..], &["--device", "nvidia.com/gpu=all"]] {
+            let mut args = opts.to_vec();
+            args.extend([d.name.as_str(), "sh", "-c", "echo ran"]);
+            let out = Run::user(&args).backend(b).old_kernel().output();
+            out.assert_own_error();
+            out.assert_stderr_has("that needs Linux 5.12 or later (open_tree, move_mount, mount_setattr)");
+            assert!(!out.stdout_str().contains("ran"), "the command ran: {}", out.report());
+        }
+    }
+
     /// `--gpu` with nvidia-smi, and a launch that leaves the tree exactly
     /// as it was.
     fn gpu_runs_nvidia_smi_and_never_writes_the_tree(b) {

@@ -453,22 +453,28 @@ fn build(
     make_device_dirs(&mount_root)?;
     unpacker.finish()?;
     if let Some(r) = record {
-        // A tree whose record cannot be completed is kept without one: its
-        // next update unpacks every layer.
-        match unpacker.sealed_ledger() {
-            Some(Ok(ledger)) => layers::write(&r.dir, &r.at, &ledger)?,
-            Some(Err(why)) => {
-                if let Ok(stash) = layers::stash_of(&r.dir) {
-                    let _ = remove::empty_dir(&stash, &|_| false);
-                }
-                if !quiet {
-                    eprintln!("distrorun: no layer record is kept for the new tree: {why}");
-                }
-            }
-            None => {}
-        }
+        keep_record(&mut unpacker, r, quiet)?;
     }
     Ok(unpacker.stats)
+}
+
+/// The new tree's layer record, its files' identities taken now that the
+/// tree is complete. A tree whose record cannot be completed is kept
+/// without one: its next update unpacks every layer.
+fn keep_record(unpacker: &mut Unpacker, r: &Record, quiet: bool) -> Result<(), Error> {
+    match unpacker.sealed_ledger() {
+        Some(Ok(ledger)) => layers::write(&r.dir, &r.at, &ledger)?,
+        Some(Err(why)) => {
+            if let Ok(stash) = layers::stash_of(&r.dir) {
+                let _ = remove::empty_dir(&stash, &|_| false);
+            }
+            if !quiet {
+                eprintln!("distrorun: no layer record is kept for the new tree: {why}");
+            }
+        }
+        None => {}
+    }
+    Ok(())
 }
 
 /// mmdebstrap's tar stream, as it comes. When the stream breaks off

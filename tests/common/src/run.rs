@@ -144,6 +144,13 @@ impl Run {
         self
     }
 
+    /// Runs under dropto's filter as on [`OLD_KERNEL`], whatever the
+    /// environment asks.
+    pub fn old_kernel(mut self) -> Run {
+        self.old_kernel = true;
+        self
+    }
+
     /// Makes creating a user namespace fail with ERRNO ("EPERM" or "ENOSPC").
     pub fn deny_userns(mut self, errno: &str) -> Run {
         self.deny_userns = Some(errno.to_owned());
