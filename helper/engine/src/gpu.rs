@@ -85,6 +85,8 @@ pub fn prepare(
     if gpu.is_empty() {
         return Ok(None);
     }
+    // Before any host file is opened: their lookups too are newer calls.
+    require_new_mount_api(plan)?;
     for note in &gpu.notes {
         log.step(format_args!("{note}"));
     }
@@ -333,16 +335,23 @@ pub struct Staged {
     ramfs: OwnedFd,
 }
 
+/// Devices are shown through detached mount trees: an older kernel is
+/// told so before anything is opened or mounted.
+fn require_new_mount_api(plan: &Plan) -> Result<(), Error> {
+    if mount::new_mount_api() {
+        return Ok(());
+    }
+    Err(Error::msg(format!(
+        "cannot bring devices into distro {}: that needs Linux 5.12 or later (open_tree, move_mount, mount_setattr)",
+        plan.distro
+    )))
+}
+
 /// Devices are shown through detached trees (`open_tree`, `move_mount`,
 /// `mount_setattr`), which need Linux 5.12; an older kernel is told so
 /// before anything is mounted.
 pub fn stage(plan: &Plan, under: &OwnedFd) -> Result<Staged, Error> {
-    if !mount::new_mount_api() {
-        return Err(Error::msg(format!(
-            "cannot bring devices into distro {}: that needs Linux 5.12 or later (open_tree, move_mount, mount_setattr)",
-            plan.distro
-        )));
-    }
+    require_new_mount_api(plan)?;
     let ramfs = (|| -> Result<OwnedFd, Errno> {
         let fs = sys::fsopen(c"ramfs")?;
         sys::fsconfig_create(fs.as_fd())?;
