@@ -58,13 +58,17 @@ static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 
 /// Opens `path` relative to `dir` with open flags `flags` and `openat2`'s
 /// `resolve` flags: with `openat2` while the kernel has it, by the walk this
-/// module describes after its first `ENOSYS`. `resolve` must hold
-/// `RESOLVE_IN_ROOT` or `RESOLVE_BENEATH`.
+/// module describes after its first `ENOSYS` (and for a lookup `openat2`
+/// gives up on with `EAGAIN`). `resolve` must hold `RESOLVE_IN_ROOT` or
+/// `RESOLVE_BENEATH`.
 pub fn open(dir: &impl AsFd, path: &Path, flags: OFlag, resolve: ResolveFlag) -> Result<OwnedFd, Errno> {
     if !NO_OPENAT2.load(Ordering::Relaxed) {
         let how = OpenHow::new().flags(flags | OFlag::O_CLOEXEC).resolve(resolve);
         match openat2(dir.as_fd(), path, how) {
             Err(Errno::ENOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
+            // A rename anywhere raced a `..` the kernel could not vouch
+            // for; the walk, which never looks `..` up, answers instead.
+            Err(Errno::EAGAIN) => {}
             other => return other,
         }
     }

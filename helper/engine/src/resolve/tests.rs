@@ -46,7 +46,15 @@ fn outcome(r: Result<OwnedFd, Errno>) -> Result<(u64, u64, u32), Errno> {
 
 fn kernel(dir: &OwnedFd, path: &str, flags: OFlag, resolve: ResolveFlag) -> Result<(u64, u64, u32), Errno> {
     let how = OpenHow::new().flags(flags | OFlag::O_CLOEXEC).resolve(resolve);
-    let r = openat2(dir, path, how);
+    // EAGAIN: a rename elsewhere on the machine raced a `..`; the kernel
+    // asks for another try.
+    let mut r = openat2(dir, path, how);
+    for _ in 0..100 {
+        if r.as_ref().err() != Some(&Errno::EAGAIN) {
+            break;
+        }
+        r = openat2(dir, path, how);
+    }
     assert_ne!(
         r.as_ref().err(),
         Some(&Errno::ENOSYS),
