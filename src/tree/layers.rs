@@ -133,6 +133,11 @@ impl Ledger {
         Ledger { tree, layers, policy, since, ..Ledger::default() }
     }
 
+    /// A record of the same tree and image with nothing in it yet.
+    pub fn emptied(&self) -> Ledger {
+        Ledger::new(self.tree, self.layers.clone(), self.policy.clone(), 1)
+    }
+
     fn push(&mut self, record: Record) {
         let path = record.path.clone();
         self.records.push(record);
@@ -468,6 +473,11 @@ impl Stash {
 
     pub fn fd(&self) -> &OwnedFd {
         &self.root
+    }
+
+    /// Forgets the directory last made, once the stash was emptied.
+    pub fn forget_dirs(&mut self) {
+        self.last = None;
     }
 
     /// Moves `name` in `from` (the entry `path` of the tree) to the stash

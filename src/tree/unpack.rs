@@ -136,15 +136,8 @@ impl Unpacker {
         if let Some(t) = &mut self.track {
             remove::empty_dir(t.stash.fd(), &|_| false)
                 .map_err(|e| Error::sys("empty the new tree's stash", e))?;
-            t.ledger = Ledger::new(
-                t.ledger.tree,
-                std::mem::take(&mut t.ledger.layers),
-                std::mem::take(&mut t.ledger.policy),
-                1,
-            );
-            t.stash = Stash::new(
-                nix::unistd::dup(t.stash.fd()).map_err(|e| Error::sys("duplicate a descriptor", e))?,
-            );
+            t.ledger = t.ledger.emptied();
+            t.stash.forget_dirs();
         }
         self.parent = None;
         self.dir_times.clear();
@@ -485,16 +478,7 @@ impl Unpacker {
             other => other,
         }
         .map_err(|e| at.fail("create the symlink", e))?;
-        match fchownat(at.parent, at.name, Some(meta.uid), Some(meta.gid), AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(()) => {}
-            Err(Errno::EINVAL) => self.stats.unmapped += 1,
-            Err(e) => return Err(at.fail("set the owner of", e)),
-        }
-        let t = TimeSpec::new(meta.mtime, 0);
-        utimensat(at.parent, at.name, &t, &t, UtimensatFlags::NoFollowSymlink)
-            .map_err(|e| at.fail("set the times of", e))?;
-        self.record_other(at.path);
-        Ok(())
+        self.owner_and_times_at(at, meta)
     }
 
     /// A hard link's target is resolved inside the tree like any member, and
@@ -547,10 +531,13 @@ impl Unpacker {
             other => other,
         }
         .map_err(|e| at.fail("create the FIFO", e))?;
-        let fifo =
-            openat(at.parent, at.name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
-                .map_err(|e| at.fail("open", e))?;
-        match fchownat(&fifo, "", Some(meta.uid), Some(meta.gid), AtFlags::AT_EMPTY_PATH) {
+        self.owner_and_times_at(at, meta)
+    }
+
+    /// Owner and times of an entry that cannot be opened to set them (a
+    /// symlink, a FIFO), by its name, never followed; then recorded.
+    fn owner_and_times_at(&mut self, at: &At, meta: &Meta) -> Result<(), Error> {
+        match fchownat(at.parent, at.name, Some(meta.uid), Some(meta.gid), AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(()) => {}
             Err(Errno::EINVAL) => self.stats.unmapped += 1,
             Err(e) => return Err(at.fail("set the owner of", e)),

@@ -421,8 +421,7 @@ fn build(
     if let Some(r) = record {
         let stash =
             layers::stash_of(&r.dir).map_err(|e| Error::sys(format!("open {}/stash", r.at.display()), e))?;
-        unpacker
-            .track(Ledger::new(r.ledger.tree, r.ledger.layers.clone(), r.ledger.policy.clone(), 1), stash);
+        unpacker.track(r.ledger.emptied(), stash);
         shared = r.old.as_ref().map_or(0, |old| shared_layers(&old.ledger, &r.ledger));
     }
     let result = match opened {
